@@ -1,0 +1,250 @@
+"""Typed configuration: pydantic models (extra keys forbidden), YAML loading, dotted overrides.
+
+A config file is YAML. ``load_config(path, overrides=["student.lr=1e-4"])`` reads it, applies the
+overrides (each value parsed as YAML, so ``1e-4``, ``true``, ``[1, 2]`` work) and validates. A typo or a
+wrong type raises :class:`ConfigError` naming the key and the file. ``dump_config`` writes the resolved
+config next to results.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mtpkdot.atomic import atomic_write_text
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not validate; the message names the key and the file."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrainConfig(Strict):
+    """Optimisation settings shared by every trained stage."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    patience: int | None = Field(None, ge=1, description="early stopping on the validation metric")
+
+
+class ModalityConfig(Strict):
+    """One modality: how it is prepared from raw data and which backbone encodes it."""
+
+    kind: Literal["video", "eda", "emg", "audio", "signal", "features"]
+    # preparation
+    column: str | None = Field(None, description="biosignal column(s) in the CSV, e.g. gsr, emg_corrugator")
+    segments: int = Field(8, ge=1, description="video: temporal segments sampled per clip")
+    frames_per_segment: int = Field(1, ge=1, description="video: consecutive frames per segment")
+    size: int = Field(112, ge=8, description="video: frame side after crop and resize")
+    face: Literal["haar", "none"] = "none"
+    window: tuple[float, float] | None = Field(None, description="signal window in seconds (start, end)")
+    sample_rate: float = Field(512.0, gt=0)
+    lowpass_hz: float | None = None
+    highpass_hz: float | None = None
+    log: bool = Field(False, description="log-scale spectrograms")
+    # encoder
+    backbone: str = "tiny3d"
+    backbone_kwargs: dict[str, Any] = Field(default_factory=dict)
+    feature_dim: int = Field(512, ge=1)
+    weights: Path | None = Field(None, description="optional pretrained weights file (never downloaded)")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class SynthConfig(Strict):
+    """Embedded synthetic dataset (generated on demand in the real on-disk layout)."""
+
+    subjects: int = Field(20, ge=2)
+    samples_per_class: int = Field(10, ge=1)
+    seed: int = 0
+    video_strength: float = Field(1.0, ge=0)
+    physio_strength: float = Field(1.0, ge=0)
+    non_responders: float = Field(0.2, ge=0, le=1)
+    size: int = Field(64, ge=16)
+    fps: int = Field(25, ge=1)
+    duration: float = Field(5.5, gt=0)
+    part: Literal["A", "B"] = "A"
+
+
+class DataConfig(Strict):
+    dataset: str = Field("synthetic_biovid", description="a registered dataset reader")
+    root: Path | None = Field(None, description="dataset root on disk")
+    task: str = Field("bl1_pa4", description="biovid: bl1_pa4 | five_class; affwild2: va; own: see docs")
+    annotations_root: Path | None = None
+    videos_root: Path | None = None
+    manifest: Path | None = None
+    store: Path | None = Field(None, description="prepared store (default: <out>/store)")
+    workers: int = Field(1, ge=1)
+    modalities: dict[str, ModalityConfig]
+    prevalent: list[str] = Field(default_factory=lambda: ["video"])
+    privileged: list[str] = Field(default_factory=lambda: ["eda"])
+    synthetic: SynthConfig | None = None
+    sequence_length: int = Field(1, ge=1, description="affwild2: consecutive clips per sample")
+
+    @model_validator(mode="after")
+    def _check_modalities(self) -> DataConfig:
+        names = set(self.modalities)
+        for role in ("prevalent", "privileged"):
+            for m in getattr(self, role):
+                if m not in names:
+                    raise ValueError(f"{role} modality {m!r} is not in data.modalities ({sorted(names)})")
+        both = set(self.prevalent) & set(self.privileged)
+        if both:
+            raise ValueError(f"modalities {sorted(both)} are both prevalent and privileged")
+        if not self.prevalent:
+            raise ValueError("at least one prevalent modality is needed")
+        return self
+
+
+class ProtocolConfig(Strict):
+    scheme: Literal["kfold", "loso", "official"] = "kfold"
+    folds: int = Field(5, ge=2)
+    val_subjects: float = Field(0.2, gt=0, lt=1, description="share of training subjects kept for validation")
+    train_subjects: int | None = Field(None, ge=1, description="low-data setting: training subjects per fold")
+
+
+class TeacherConfig(TrainConfig):
+    fusion: str = "concat"
+    fusion_kwargs: dict[str, Any] = Field(default_factory=dict)
+    lr: float = 1e-4
+
+
+class AdapterConfig(TrainConfig):
+    hidden: int = Field(256, ge=1)
+    lr: float = 1e-3
+
+
+class TNetConfig(TrainConfig):
+    hidden: list[int] = Field(default_factory=lambda: [256])
+    cosine_weight: float = Field(1.0, ge=0)
+    lr: float = 1e-3
+
+
+class StudentConfig(TrainConfig):
+    methods: list[str] = Field(default_factory=lambda: ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot"])
+    finetune_backbone: bool = False
+    batch_size: int = 128
+    lr: float = 1e-4
+    snapshots: bool = Field(True, description="save similarity matrices at 0/50/75/100 % of training")
+
+
+class DistillConfig(Strict):
+    """Loss weights and relational KD settings (Eq. 10 and section III of the paper)."""
+
+    alpha: float = Field(0.8, ge=0)
+    beta: float = Field(0.2, ge=0)
+    gamma: float = Field(0.2, ge=0)
+    k: int = Field(30, ge=1, description="anchors per row")
+    blur: float = Field(0.1, gt=0)
+    p: int = Field(2, ge=1, le=2)
+    debias: bool = True
+    scaling: float = Field(0.5, gt=0, lt=1)
+    centroid: Literal["similarity", "features", "none"] = "similarity"
+    selection: Literal["per_batch", "per_sample"] = "per_batch"
+    temperature: float = Field(4.0, gt=0, description="KL baseline softening temperature")
+
+
+class Config(Strict):
+    name: str = "experiment"
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(False, description="mixed precision on CUDA")
+    num_threads: int | None = Field(None, ge=1)
+    data: DataConfig
+    protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    adapters: AdapterConfig = Field(default_factory=AdapterConfig)
+    tnet: TNetConfig = Field(default_factory=TNetConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Set dotted keys (``student.lr=1e-4``) in a nested dict; intermediate dicts are created."""
+    for item in overrides or []:
+        path, value = _parse_override(item)
+        node = data
+        for part in path[:-1]:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = nxt
+        node[path[-1]] = value
+    return data
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (typo?)"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config, apply dotted overrides, validate. Relative paths resolve against the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    data = apply_overrides(data, overrides)
+    cfg = config_from_dict(data, str(path))
+    return _resolve_paths(cfg, path.parent)
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    d = cfg.data
+    for field in ("root", "annotations_root", "videos_root", "manifest", "store"):
+        value = getattr(d, field)
+        if value is not None and not Path(value).expanduser().is_absolute():
+            setattr(d, field, (base / value).resolve())
+        elif value is not None:
+            setattr(d, field, Path(value).expanduser())
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return cfg.model_dump(mode="json")
+
+
+def dump_config(cfg: Config, path: str | Path) -> None:
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
