@@ -23,7 +23,9 @@ def _root() -> None:
 
 @app.command("list")
 def list_cmd(
-    models: bool = typer.Option(False, "--models", help="also build each model and print its parameter count"),
+    models: bool = typer.Option(
+        False, "--models", help="also build each model and print its parameter count"
+    ),
 ) -> None:
     """Print every registered method, loss, backbone, fusion module and dataset reader."""
     from mtpkdot.registry import BACKBONES, DATASETS, FUSIONS, LOSSES, METHODS, load_all
