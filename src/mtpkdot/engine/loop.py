@@ -1,0 +1,292 @@
+"""The training loop shared by every stage: epochs, early stopping, checkpoints, exact resume.
+
+``fit`` trains until ``epochs`` or until the validation primary metric has not improved for
+``patience`` epochs. After every epoch it writes ``metrics.csv`` and ``last.pt`` (modules, optimizer,
+AMP scaler, every RNG state, history), and ``best.pt`` when the validation metric improved. A second
+call on the same stage folder continues after the last finished epoch and reaches the same result as
+an uninterrupted run. Batches come from the caller: for cached features plain index tensors
+(:func:`index_batches`), no DataLoader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtpkdot.atomic import atomic_write_text
+from mtpkdot.engine.checkpoint import load_checkpoint, save_checkpoint
+from mtpkdot.engine.seed import get_rng_state, set_rng_state
+
+INTERRUPT_ENV = "MTPKDOT_INTERRUPT"
+"""``<stage>:<epoch>``: raise :class:`StageInterrupted` after that epoch's checkpoint (tests of resume)."""
+
+
+class StageInterrupted(RuntimeError):
+    """Raised on purpose (``MTPKDOT_INTERRUPT``) after a checkpoint, to test that resume is exact."""
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_score: float
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def progress_enabled() -> bool:
+    return sys.stderr.isatty() and os.environ.get("MTPKDOT_NO_PROGRESS", "") == ""
+
+
+def index_batches(
+    indices: torch.Tensor | Iterable[int],
+    batch_size: int,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+) -> list[torch.Tensor]:
+    """Split store indices into batches (shuffled with ``generator``).
+
+    ``drop_last`` drops a trailing partial batch only when at least one full batch exists (training
+    with relational losses wants full batches; evaluation never drops). With ``world_size > 1`` each
+    global batch is split across ranks (rank r takes every world_size-th element), like a
+    DistributedSampler whose ranks step through the same global batches.
+    """
+    idx = torch.as_tensor(
+        list(indices) if not isinstance(indices, torch.Tensor) else indices, dtype=torch.long
+    )
+    if shuffle:
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+    n = len(idx)
+    if drop_last and n >= batch_size:
+        n = (n // batch_size) * batch_size
+    out = [idx[i : min(i + batch_size, n)] for i in range(0, n, batch_size)]
+    if world_size > 1:
+        out = [b[rank::world_size] for b in out]
+    return out
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def run_epoch(
+    batches: Iterable[Any],
+    compute: Callable[[Any], tuple[dict[str, torch.Tensor], int]],
+    optimizer: torch.optim.Optimizer,
+    params: list[nn.Parameter] | None = None,
+    device: torch.device | None = None,
+    amp: bool = False,
+    scaler: torch.amp.GradScaler | None = None,
+    after_step: Callable[[], None] | None = None,
+    grad_clip: float | None = None,
+) -> dict[str, float]:
+    """One pass of gradient steps; ``compute(batch) -> (losses, n)`` with ``losses["total"]`` to minimise.
+
+    Returns the sample-weighted mean of every loss term (unweighted terms as the method reports them).
+    """
+    device = device or torch.device("cpu")
+    sums: dict[str, float] = {}
+    count = 0
+    for batch in batches:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, amp):
+            losses, n = compute(batch)
+        total = losses["total"]
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite training loss {total.item()} (terms: {_floats(losses)})")
+        if scaler is not None:
+            scaler.scale(total).backward()
+            if grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params or [], grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            total.backward()
+            if after_step is not None:
+                after_step()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(params or [], grad_clip)
+            optimizer.step()
+        for key, value in losses.items():
+            sums[key] = sums.get(key, 0.0) + float(value.detach()) * n
+        count += n
+    return {k: v / max(count, 1) for k, v in sums.items()}
+
+
+def _floats(losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
+def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
+    cols: list[str] = []
+    for row in history:
+        for key in row:
+            if key not in cols:
+                cols.append(key)
+    lines = [",".join(cols)]
+    for row in history:
+        lines.append(",".join("" if row.get(c) is None else _fmt(row[c]) for c in cols))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _module_states(modules: Mapping[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
+    return {name: copy.deepcopy(m.state_dict()) for name, m in modules.items()}
+
+
+def fit(
+    *,
+    stage: str,
+    stage_dir: Path,
+    modules: Mapping[str, nn.Module],
+    optimizer: torch.optim.Optimizer,
+    train_epoch: Callable[[int], dict[str, float]],
+    validate: Callable[[], dict[str, float]],
+    primary: str,
+    epochs: int,
+    section: Any,
+    patience: int | None = None,
+    higher_is_better: bool = True,
+    scaler: torch.amp.GradScaler | None = None,
+    extra: dict[str, Any] | None = None,
+    on_start: Callable[[], None] | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
+    write: bool = True,
+    progress: bool | None = None,
+) -> FitResult:
+    """Train ``modules`` for up to ``epochs`` epochs with early stopping on ``validate()[primary]``.
+
+    ``train_epoch(epoch)`` runs the gradient steps of one epoch and returns the columns to log
+    (``train_<term>``, ``sel_<teacher>``...); ``validate()`` returns ``{metric: value}`` logged as
+    ``val_<metric>``. ``extra`` is a dict saved in ``last.pt`` and restored on resume (e.g. similarity
+    snapshots). ``section`` is the config section this stage depends on; a ``last.pt`` written with a
+    different one raises :class:`~mtpkdot.engine.checkpoint.ConfigMismatchError`. On return the modules
+    hold the weights of the best validation epoch. ``write=False`` (non-zero DDP ranks) writes nothing.
+    """
+    from tqdm.auto import tqdm
+
+    stage_dir = Path(stage_dir)
+    last_path, best_path = stage_dir / "last.pt", stage_dir / "best.pt"
+    extra = extra if extra is not None else {}
+    history: list[dict[str, float]] = []
+    best_score, best_epoch, bad_epochs, start = -math.inf, 0, 0, 1
+    best_states = _module_states(modules)
+    sign = 1.0 if higher_is_better else -1.0
+
+    if last_path.is_file():
+        state = load_checkpoint(last_path, section)
+        for name, module in modules.items():
+            module.load_state_dict(state["modules"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        history = state["history"]
+        best_score, best_epoch, bad_epochs = state["best_score"], state["best_epoch"], state["bad_epochs"]
+        extra.update(state.get("extra", {}))
+        start = state["epoch"] + 1
+        if state.get("stopped"):
+            start = epochs + 1
+        best_states = load_checkpoint(best_path, section)["modules"] if best_path.is_file() else best_states
+    elif on_start is not None:
+        on_start()
+
+    show = progress_enabled() if progress is None else progress
+    bar = tqdm(
+        total=epochs, initial=start - 1, desc=stage, unit="ep", leave=False, disable=not (show and write)
+    )
+    epoch = start - 1
+    for epoch in range(start, epochs + 1):
+        row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        row.update(train_epoch(epoch))
+        metrics = validate()
+        row.update({f"val_{k}": float(v) for k, v in metrics.items()})
+        score = sign * float(metrics[primary])
+        if not math.isfinite(score):
+            score = -math.inf
+        improved = score > best_score or best_epoch == 0
+        if improved:
+            best_score, best_epoch, bad_epochs = score, epoch, 0
+            best_states = _module_states(modules)
+        else:
+            bad_epochs += 1
+        history.append(row)
+        stopped = patience is not None and bad_epochs >= patience
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+        if write:
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            if improved:
+                save_checkpoint(best_path, {"modules": best_states, "epoch": epoch, "score": score}, section)
+            save_checkpoint(
+                last_path,
+                {
+                    "modules": _module_states(modules),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "rng": get_rng_state(),
+                    "history": history,
+                    "best_score": best_score,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs,
+                    "epoch": epoch,
+                    "stopped": stopped,
+                    "extra": extra,
+                },
+                section,
+            )
+            _write_metrics(stage_dir / "metrics.csv", history)
+        bar.update(1)
+        bar.set_postfix({primary: f"{float(metrics[primary]):.4g}"})
+        if os.environ.get(INTERRUPT_ENV, "") == f"{stage}:{epoch}":
+            bar.close()
+            raise StageInterrupted(f"stage {stage} interrupted after epoch {epoch} ({INTERRUPT_ENV})")
+        if stopped:
+            break
+    bar.close()
+    for name, module in modules.items():
+        module.load_state_dict(best_states[name])
+    return FitResult(best_epoch=best_epoch, best_score=sign * best_score, epochs_run=epoch, history=history)
+
+
+def predict(
+    forward: Callable[[Any], torch.Tensor], batches: Iterable[Any], modules: Iterable[nn.Module] = ()
+) -> torch.Tensor:
+    """Concatenate ``forward(batch)`` over batches in eval mode without grad (modules restored after)."""
+    mods = list(modules)
+    modes = [m.training for m in mods]
+    for m in mods:
+        m.eval()
+    try:
+        with torch.no_grad():
+            outs = [forward(b).float().cpu() for b in batches]
+    finally:
+        for m, mode in zip(mods, modes, strict=True):
+            m.train(mode)
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def chunks(n: int, size: int) -> Iterator[torch.Tensor]:
+    """Consecutive index ranges 0..n in chunks (evaluation order, nothing dropped)."""
+    for i in range(0, n, size):
+        yield torch.arange(i, min(i + size, n))

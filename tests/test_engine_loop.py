@@ -1,0 +1,143 @@
+"""Engine: seeding, checkpoints with config hashes, the fit loop (early stopping, exact resume)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mtpkdot.engine import (
+    ConfigMismatchError,
+    StageInterrupted,
+    derive_seed,
+    fit,
+    index_batches,
+    load_checkpoint,
+    make_generator,
+    run_epoch,
+    save_checkpoint,
+    seed_everything,
+)
+from mtpkdot.engine.loop import INTERRUPT_ENV
+
+
+def test_derive_seed_is_stable_and_distinct():
+    assert derive_seed(0, "fold1", "teacher") == derive_seed(0, "fold1", "teacher")
+    assert derive_seed(0, "fold1", "teacher") != derive_seed(1, "fold1", "teacher")
+    assert derive_seed(0, "fold1", "teacher") != derive_seed(0, "fold2", "teacher")
+
+
+def test_index_batches_keeps_every_sample_at_evaluation():
+    batches = index_batches(torch.arange(10), 4)
+    assert [len(b) for b in batches] == [4, 4, 2]
+    train = index_batches(torch.arange(10), 4, shuffle=True, generator=make_generator(0), drop_last=True)
+    assert [len(b) for b in train] == [4, 4]
+    # a set smaller than one batch is still one batch, even with drop_last
+    assert [len(b) for b in index_batches(torch.arange(3), 4, drop_last=True)] == [3]
+    shards = [index_batches(torch.arange(8), 4, rank=r, world_size=2) for r in range(2)]
+    assert sorted(torch.cat([shards[0][0], shards[1][0]]).tolist()) == [0, 1, 2, 3]
+
+
+def test_checkpoint_mismatch_names_file_and_keys(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"x": 1}, {"lr": 0.001, "epochs": 3})
+    assert load_checkpoint(path, {"lr": 0.001, "epochs": 3})["x"] == 1
+    with pytest.raises(ConfigMismatchError) as err:
+        load_checkpoint(path, {"lr": 0.01, "epochs": 3})
+    assert "last.pt" in str(err.value) and "lr" in str(err.value) and "--out" in str(err.value)
+    assert "epochs" not in str(err.value)
+
+
+def _problem(seed: int = 0):
+    seed_everything(seed)
+    gen = torch.Generator().manual_seed(123)
+    x = torch.randn(64, 5, generator=gen)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def train_epoch(epoch: int) -> dict[str, float]:
+        model.train()
+        batches = index_batches(torch.arange(48), 16, shuffle=True, generator=make_generator(epoch))
+
+        def compute(b):
+            loss = nn.functional.cross_entropy(model(x[b]), y[b])
+            return {"total": loss, "task": loss}, len(b)
+
+        return {f"train_{k}": v for k, v in run_epoch(batches, compute, opt).items()}
+
+    def validate() -> dict[str, float]:
+        model.eval()
+        with torch.no_grad():
+            acc = (model(x[48:]).argmax(1) == y[48:]).float().mean().item() * 100
+            loss = nn.functional.cross_entropy(model(x[48:]), y[48:]).item()
+        return {"accuracy": acc, "loss": loss}
+
+    return model, opt, train_epoch, validate
+
+
+def _fit(tmp_path, **kw):
+    model, opt, train_epoch, validate = _problem()
+    res = fit(
+        stage="toy",
+        stage_dir=tmp_path,
+        modules={"model": model},
+        optimizer=opt,
+        train_epoch=train_epoch,
+        validate=validate,
+        primary="loss",
+        higher_is_better=False,
+        epochs=6,
+        section={"lr": 0.01},
+        **kw,
+    )
+    return res, model
+
+
+def test_fit_writes_files_and_restores_best(tmp_path):
+    res, model = _fit(tmp_path)
+    assert (tmp_path / "best.pt").is_file() and (tmp_path / "last.pt").is_file()
+    lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert lines[0].split(",")[:3] == ["epoch", "lr", "train_total"] and len(lines) == 7
+    losses = [h["val_loss"] for h in res.history]
+    assert res.best_score == min(losses) and res.history[res.best_epoch - 1]["val_loss"] == min(losses)
+    best = load_checkpoint(tmp_path / "best.pt")["modules"]["model"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, best[k])
+
+
+def test_resume_after_interrupt_is_exact(tmp_path, monkeypatch):
+    full, model_full = _fit(tmp_path / "a")
+    monkeypatch.setenv(INTERRUPT_ENV, "toy:3")
+    with pytest.raises(StageInterrupted):
+        _fit(tmp_path / "b")
+    monkeypatch.delenv(INTERRUPT_ENV)
+    resumed, model_res = _fit(tmp_path / "b")
+    assert resumed.history == full.history
+    for k, v in model_full.state_dict().items():
+        assert torch.equal(v, model_res.state_dict()[k])
+    assert (tmp_path / "a" / "metrics.csv").read_text() == (tmp_path / "b" / "metrics.csv").read_text()
+
+
+def test_resume_with_other_config_is_refused(tmp_path):
+    _fit(tmp_path)
+    model, opt, train_epoch, validate = _problem()
+    with pytest.raises(ConfigMismatchError):
+        fit(
+            stage="toy",
+            stage_dir=tmp_path,
+            modules={"model": model},
+            optimizer=opt,
+            train_epoch=train_epoch,
+            validate=validate,
+            primary="loss",
+            epochs=6,
+            section={"lr": 0.02},
+        )
+
+
+def test_early_stopping(tmp_path):
+    res, _ = _fit(tmp_path, patience=1)
+    assert res.epochs_run <= 6
+    # stopped exactly one epoch after the last improvement (or ran to the end)
+    assert res.epochs_run == 6 or res.epochs_run == res.best_epoch + 1
