@@ -45,12 +45,18 @@ class ModalityConfig(Strict):
     segments: int = Field(8, ge=1, description="video: temporal segments sampled per clip")
     frames_per_segment: int = Field(1, ge=1, description="video: consecutive frames per segment")
     size: int = Field(112, ge=8, description="video: frame side after crop and resize")
-    face: Literal["haar", "none"] = "none"
+    face: str = Field("none", description="video: face detector for the crop (haar | none | a registered one)")
     window: tuple[float, float] | None = Field(None, description="signal window in seconds (start, end)")
     sample_rate: float = Field(512.0, gt=0)
     lowpass_hz: float | None = None
     highpass_hz: float | None = None
     log: bool = Field(False, description="log-scale spectrograms")
+    normalize: Literal["none", "baseline", "zscore"] = Field(
+        "none", description="signals: per-sample normalisation after filtering and windowing"
+    )
+    audio_rate: int = Field(16000, ge=1000, description="audio: decode sample rate (Hz)")
+    freq_bins: int = Field(64, ge=2, description="audio: DFT spectrogram frequency bins")
+    time_bins: int = Field(107, ge=1, description="audio: DFT spectrogram frames per clip")
     # encoder
     backbone: str = "tiny3d"
     backbone_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -72,6 +78,7 @@ class SynthConfig(Strict):
     fps: int = Field(25, ge=1)
     duration: float = Field(5.5, gt=0)
     part: Literal["A", "B"] = "A"
+    five_class: bool = Field(False, description="biovid: all five classes BL1, PA1..PA4 (else BL1 and PA4)")
 
 
 class DataConfig(Strict):
@@ -79,6 +86,7 @@ class DataConfig(Strict):
     root: Path | None = Field(None, description="dataset root on disk")
     task: str = Field("bl1_pa4", description="biovid: bl1_pa4 | five_class; affwild2: va; own: see docs")
     annotations_root: Path | None = None
+    biosignals: Literal["filtered", "raw"] = Field("filtered", description="biovid: biosignals_<this>/ folder")
     videos_root: Path | None = None
     manifest: Path | None = None
     store: Path | None = Field(None, description="prepared store (default: <out>/store)")
