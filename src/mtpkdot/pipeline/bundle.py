@@ -1,0 +1,223 @@
+"""Deployment: a student-only bundle and predictions from the prevalent modality alone.
+
+``export_bundle`` copies, from one (seed, fold) of a run, the prevalent backbone(s) and their input
+statistics, the frozen T-Nets and the student's fusion, plus the config subset needed to rebuild them
+and to prepare raw inputs. Nothing of the teacher or of any privileged backbone goes into the bundle.
+``predict`` accepts a raw video file (decoded and sampled with the bundle's preparation settings) or a
+prepared ``.npy`` sample (one item or a batch) and returns class probabilities or valence/arousal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtpkdot.atomic import atomic_torch_save
+from mtpkdot.config import ModalityConfig
+
+FORMAT = "mtpkdot-student-bundle/1"
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+def export_bundle(
+    run_dir: str | Path, fold: int, method: str, out: str | Path, seed: int | None = None
+) -> Path:
+    """Write the student of ``method`` trained in ``seed``/``fold`` of ``run_dir`` as a bundle file."""
+    import yaml
+
+    from mtpkdot.config import config_from_dict
+    from mtpkdot.engine.checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path} not found: {run_dir} is not a run directory")
+    cfg = config_from_dict(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
+    if seed is None:
+        seeds = sorted(int(p.name[4:]) for p in run_dir.glob("seed*") if (p / f"fold{fold}").is_dir())
+        if not seeds:
+            raise FileNotFoundError(f"{run_dir} has no fold{fold} in any seed folder")
+        seed = seeds[0]
+    fold_dir = run_dir / f"seed{seed}" / f"fold{fold}"
+    stage_dir = fold_dir / f"student_{method}"
+    if not (stage_dir / "done").is_file():
+        have = sorted(p.name for p in fold_dir.glob("student_*") if (p / "done").is_file())
+        raise FileNotFoundError(f"{stage_dir} is not a finished student stage; finished: {have or 'none'}")
+
+    student_state = load_checkpoint(stage_dir / "best.pt")["modules"]["student"]
+    fusion = {k[len("fusion.") :]: v for k, v in student_state.items() if k.startswith("fusion.")}
+    tnets = {k[len("tnets.") :]: v for k, v in student_state.items() if k.startswith("tnets.")}
+    finetuned = any(k.startswith("backbones.") for k in student_state)
+    backbones: dict[str, Any] = {}
+    norms: dict[str, Any] = {}
+    for mod in cfg.data.prevalent:
+        enc = load_checkpoint(fold_dir / f"backbone_{mod}" / "best.pt")["modules"]["model"]
+        if finetuned:
+            prefix = f"backbones.{mod}."
+            backbones[mod] = {k[len(prefix) :]: v for k, v in student_state.items() if k.startswith(prefix)}
+        else:
+            backbones[mod] = {k[len("backbone.") :]: v for k, v in enc.items() if k.startswith("backbone.")}
+        norms[mod] = {"mean": enc.get("norm_mean"), "std": enc.get("norm_std")}
+    used = set(cfg.data.prevalent) | set(cfg.data.privileged)
+    order = [m for m in cfg.data.modalities if m in used]
+    fdims = {m: int(np.load(fold_dir / "features" / f"{m}.npy", mmap_mode="r").shape[-1]) for m in order}
+    from mtpkdot.data import Store
+
+    store_dir = Path(cfg.data.store) if cfg.data.store is not None else run_dir / "store"
+    store = Store(store_dir)
+    task = store.task
+    item_shapes = {m: tuple(int(s) for s in store.array(m).shape[1:]) for m in cfg.data.prevalent}
+    bundle = {
+        "format": FORMAT,
+        "method": method,
+        "seed": seed,
+        "fold": fold,
+        "task": {"kind": task.kind, "num_outputs": task.num_outputs, "names": list(task.names)},
+        "order": order,
+        "prevalent": list(cfg.data.prevalent),
+        "privileged": list(cfg.data.privileged),
+        "feature_dims": fdims,
+        "modalities": {m: cfg.data.modalities[m].model_dump(mode="json") for m in cfg.data.prevalent},
+        "item_shapes": item_shapes,
+        "fusion_name": cfg.teacher.fusion,
+        "fusion_kwargs": dict(cfg.teacher.fusion_kwargs),
+        "sequence_length": cfg.data.sequence_length,
+        "tnet_hidden": list(cfg.tnet.hidden),
+        "backbones": backbones,
+        "norms": norms,
+        "tnets": tnets,
+        "fusion": fusion,
+    }
+    out = Path(out)
+    atomic_torch_save(bundle, out)
+    return out
+
+
+class BundleModel(nn.Module):
+    """The exported student: prevalent backbone(s) -> T-Nets -> fusion."""
+
+    def __init__(self, bundle: dict[str, Any]) -> None:
+        super().__init__()
+        from mtpkdot.models import TNet, build_backbone, build_fusion
+        from mtpkdot.models.student import Student
+        from mtpkdot.pipeline.inputs import Normalizer, backbone_kwargs, item_ndim
+        from mtpkdot.registry import FUSIONS, load_all
+
+        load_all()
+        if bundle.get("format") != FORMAT:
+            raise ValueError(f"not an mtpkdot student bundle (format {bundle.get('format')!r})")
+        self.bundle = bundle
+        self.prevalent: list[str] = bundle["prevalent"]
+        backbones: dict[str, nn.Module] = {}
+        self.norms: dict[str, Normalizer] = {}
+        for mod in self.prevalent:
+            mc = ModalityConfig.model_validate(bundle["modalities"][mod])
+            kw = backbone_kwargs(mc.backbone, mc.kind, tuple(bundle["item_shapes"][mod]), mc.backbone_kwargs)
+            net = build_backbone(mc.backbone, out_dim=mc.feature_dim, **kw)
+            net.load_state_dict(bundle["backbones"][mod])
+            backbones[mod] = net
+            nd = item_ndim(mc.backbone, mc.kind)
+            self.norms[mod] = Normalizer(
+                mc.kind, nd, bundle["norms"][mod]["mean"], bundle["norms"][mod]["std"]
+            )
+        dims = bundle["feature_dims"]
+        in_dim = sum(dims[m] for m in self.prevalent)
+        tnets = {p: TNet(in_dim, dims[p], hidden=bundle["tnet_hidden"]) for p in bundle["privileged"]}
+        kw = dict(bundle["fusion_kwargs"])
+        import inspect
+
+        import torch.nn as _nn
+
+        if "seq_len" in inspect.signature(FUSIONS.get(bundle["fusion_name"])).parameters:
+            kw.setdefault("seq_len", bundle["sequence_length"])
+        fusion = build_fusion(
+            bundle["fusion_name"], [dims[m] for m in bundle["order"]], bundle["task"]["num_outputs"], **kw
+        )
+        fusion.load_state_dict(bundle["fusion"])
+        tn = _nn.ModuleDict(tnets)
+        tn.load_state_dict(bundle["tnets"])
+        self.backbones = _nn.ModuleDict(backbones)
+        self.student = Student(fusion, dict(tn.items()), bundle["order"], self.prevalent)
+        self.eval()
+
+    @torch.no_grad()
+    def forward(self, raw: dict[str, np.ndarray]) -> torch.Tensor:
+        feats = {}
+        for mod in self.prevalent:
+            x, lead = self.norms[mod](raw[mod], torch.device("cpu"))
+            feats[mod] = self.backbones[mod](x).reshape(*lead, -1)
+        outputs, _ = self.student(feats)
+        return outputs
+
+
+def load_bundle(path: str | Path) -> BundleModel:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"bundle {path} does not exist")
+    return BundleModel(torch.load(path, map_location="cpu", weights_only=False))
+
+
+def read_input(model: BundleModel, path: str | Path) -> dict[str, np.ndarray]:
+    """One input file -> a batch of raw items for the (single) prevalent modality."""
+    path = Path(path)
+    if len(model.prevalent) != 1:
+        raise ValueError(f"predict takes one input per sample; this bundle needs {model.prevalent}: use .npz")
+    mod = model.prevalent[0]
+    shape = tuple(model.bundle["item_shapes"][mod])
+    if path.suffix == ".npy":
+        arr = np.load(path)
+    elif path.suffix.lower() in VIDEO_SUFFIXES:
+        arr = _prepare_video(model, mod, path)
+    else:
+        raise ValueError(
+            f"{path}: expected a video file ({', '.join(sorted(VIDEO_SUFFIXES))}) or a prepared .npy"
+        )
+    if arr.shape == shape:
+        arr = arr[None]
+    if tuple(arr.shape[1:]) != shape:
+        raise ValueError(f"{path}: array of shape {arr.shape}; the bundle expects {shape} or N x {shape}")
+    return {mod: arr}
+
+
+def _prepare_video(model: BundleModel, mod: str, path: Path) -> np.ndarray:
+    """Decode, crop and sample a clip with the same settings as ``prepare`` used for training."""
+    from mtpkdot.signals import video as V
+
+    mc = ModalityConfig.model_validate(model.bundle["modalities"][mod])
+    n, _ = V.video_info(path)
+    frames, _ = V.decode_frames(path, V.tsn_indices(n, mc.segments, mc.frames_per_segment))
+    if mc.face != "none":
+        frames = V.crop_face(frames, V.get_face_detector(mc.face), source=str(path))
+    return V.resize_frames(frames, mc.size)
+
+
+def predict(bundle: str | Path, inputs: list[str | Path]) -> list[dict[str, Any]]:
+    """Predictions for each input file: class probabilities or valence/arousal per clip."""
+    model = load_bundle(bundle)
+    task = model.bundle["task"]
+    results = []
+    for path in inputs:
+        raw = read_input(model, path)
+        out = model(raw).float()
+        for i in range(out.shape[0]):
+            o = out[i]
+            entry: dict[str, Any] = {"input": str(path)}
+            if raw[model.prevalent[0]].shape[0] > 1:
+                entry["index"] = i
+            if task["kind"] == "classification":
+                probs = torch.softmax(o, dim=-1).tolist()
+                entry["probabilities"] = dict(zip(task["names"], probs, strict=False))
+                entry["prediction"] = (
+                    task["names"][int(torch.argmax(o))] if task["names"] else int(torch.argmax(o))
+                )
+            else:
+                names = task["names"] or [f"output{j}" for j in range(o.shape[-1])]
+                for j, name in enumerate(names):
+                    v = o[..., j]
+                    entry[name] = v.tolist() if v.dim() else float(v)
+            results.append(entry)
+    return results

@@ -1,0 +1,274 @@
+"""The experiment: prepare the store once, make the folds once, then seeds x folds x stages.
+
+``run_experiment(cfg, run_dir)`` is what ``mtpkdot run`` calls. It is resumable: the store, the folds
+and every finished stage are reused; the run directory refuses a config that would change results
+(``config.yaml``), naming the keys that differ. ``summary.csv`` gets one row per (seed, fold, method)
+with the test metrics of the checkpoint selected on validation, ``teacher`` being the upper bound.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from mtpkdot.atomic import atomic_write_csv, atomic_write_text
+from mtpkdot.config import Config, config_to_dict, dump_config
+from mtpkdot.engine.checkpoint import check_config, config_hash
+from mtpkdot.pipeline.context import LOCATION_KEYS, Dist, FoldContext, plain
+
+METHOD_ORDER = ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot", "teacher"]
+META_KEYS = {"stage", "seed", "fold", "n_test", "best_epoch"}
+# settings that choose WHAT to run or WHERE, not what a result is: they may change between resumes
+SELECTION_KEYS = ("name", "seeds", "device", "amp", "num_threads")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join the process group torchrun describes (RANK / WORLD_SIZE / LOCAL_RANK); no-op otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        # rank 0 alone trains what is not data-parallel (feature cache): the others wait at a barrier
+        dist.init_process_group(backend, timeout=timedelta(hours=12))
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(rank=dist.get_rank(), world_size=dist.get_world_size())
+
+
+def comparable(cfg: Config) -> dict[str, Any]:
+    """The part of the config that determines results (what ``runs/<exp>/config.yaml`` must match)."""
+    d = config_to_dict(cfg)
+    for k in SELECTION_KEYS:
+        d.pop(k, None)
+    d["student"].pop("methods", None)
+    for k in LOCATION_KEYS:
+        d["data"].pop(k, None)
+    return plain(d)
+
+
+def check_run_dir(cfg: Config, run_dir: Path, write: bool) -> None:
+    """Refuse to continue a run directory written with a different config; write/refresh config.yaml."""
+    path = run_dir / "config.yaml"
+    if path.is_file():
+        stored = yaml.safe_load(path.read_text()) or {}
+        try:
+            stored_cfg = Config.model_validate(stored)
+        except Exception as exc:
+            raise RuntimeError(
+                f"{path} is not a config this version can read ({exc}); use a new --out"
+            ) from exc
+        check_config(comparable(stored_cfg), comparable(cfg), path)
+    if write:
+        dump_config(cfg, path)
+        atomic_write_text(run_dir / "config.hash", config_hash(comparable(cfg)) + "\n")
+
+
+def store_path(cfg: Config, run_dir: Path) -> Path:
+    return Path(cfg.data.store) if cfg.data.store is not None else run_dir / "store"
+
+
+def open_store(cfg: Config, run_dir: Path, dist: Dist) -> Any:
+    """Prepare (rank 0, resumable) and open the store of fixed-shape arrays."""
+    from mtpkdot.data import Store, prepare
+
+    path = store_path(cfg, run_dir)
+    if dist.is_main:
+        prepare(cfg, path)
+    dist.barrier()
+    return Store(path)
+
+
+def load_folds(cfg: Config, store: Any, run_dir: Path, write: bool) -> pd.DataFrame:
+    """Folds grouped by subject, made once and persisted (``folds.csv``) so every resume reuses them."""
+    from mtpkdot.data import make_folds
+
+    path = run_dir / "folds.csv"
+    manifest = store.manifest
+    if path.is_file():
+        folds = pd.read_csv(path, dtype={"sample_id": str, "subject_id": str})
+        if set(folds["sample_id"]) != set(manifest["sample_id"].astype(str)):
+            raise RuntimeError(
+                f"{path} lists other samples than the store {store_path(cfg, run_dir)}: the data changed; "
+                "use a new --out"
+            )
+        return folds
+    folds = make_folds(manifest, cfg.protocol.scheme, cfg.protocol.folds, 0)
+    if write:
+        atomic_write_csv(folds, path)
+        mhash = config_hash(sorted(manifest["sample_id"].astype(str)))
+        atomic_write_text(run_dir / "folds.meta.json", json.dumps({"manifest_hash": mhash}) + "\n")
+    return folds
+
+
+def fold_numbers(folds: pd.DataFrame) -> list[int]:
+    return sorted(int(k) for k in pd.unique(folds["fold"]) if int(k) >= 1)
+
+
+def fold_split(cfg: Config, store: Any, folds: pd.DataFrame, k: int, seed: int) -> dict[str, np.ndarray]:
+    from mtpkdot.data import fold_indices
+
+    split = fold_indices(
+        store, folds, k, cfg.protocol.val_subjects, seed, train_subjects=cfg.protocol.train_subjects
+    )
+    out = {r: np.sort(np.asarray(split[r], dtype=np.int64)) for r in ("train", "val", "test")}
+    for role, idx in out.items():
+        if len(idx) == 0:
+            raise RuntimeError(f"fold {k}: the {role} split is empty; use more subjects or fewer folds")
+    return out
+
+
+def write_split(ctx: FoldContext) -> None:
+    if not ctx.write:
+        return
+    man = ctx.store.manifest
+    rows = []
+    for role in ("train", "val", "test"):
+        for i in ctx.split[role]:
+            rows.append((str(man["sample_id"].iloc[i]), str(man["subject_id"].iloc[i]), role))
+    df = pd.DataFrame(rows, columns=["sample_id", "subject_id", "role"])
+    atomic_write_csv(df, ctx.fold_dir / "split.csv")
+
+
+def run_experiment(
+    cfg: Config,
+    run_dir: str | Path,
+    folds: Sequence[int] | None = None,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    device: str | None = None,
+    amp: bool | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Run every stage for the chosen seeds, folds and methods; return (and write) the summary."""
+    from tqdm.auto import tqdm
+
+    from mtpkdot.engine.loop import progress_enabled
+    from mtpkdot.pipeline.stages import run_fold, stages_of
+    from mtpkdot.registry import METHODS, load_all
+
+    load_all()
+    run_dir = Path(run_dir)
+    methods = list(methods) if methods is not None else list(cfg.student.methods)
+    for m in methods:
+        METHODS.get(m)  # unknown names fail before any work
+    seeds = list(seeds) if seeds is not None else list(cfg.seeds)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    dev = resolve_device(device or cfg.device)
+    use_amp = cfg.amp if amp is None else amp
+    dist = init_distributed(dev)
+    if dist.world_size > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", torch.cuda.current_device())
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    check_run_dir(cfg, run_dir, dist.is_main)
+    store = open_store(cfg, run_dir, dist)
+    fold_df = load_folds(cfg, store, run_dir, dist.is_main)
+    dist.barrier()
+    all_folds = fold_numbers(fold_df)
+    chosen = list(folds) if folds else all_folds
+    bad = [k for k in chosen if k not in all_folds]
+    if bad:
+        raise ValueError(f"--folds {bad}: this run has folds {all_folds}")
+
+    used = [m for m in cfg.data.modalities if m in set(cfg.data.prevalent) | set(cfg.data.privileged)]
+    per_fold = stages_of(used, methods)
+    show = (progress_enabled() if progress is None else progress) and dist.is_main
+    bar = tqdm(total=len(seeds) * len(chosen) * len(per_fold), desc="run", unit="stage", disable=not show)
+    for seed in seeds:
+        for k in chosen:
+            split = fold_split(cfg, store, fold_df, k, seed)
+            ctx = FoldContext(cfg, store, split, run_dir, seed, k, dev, use_amp, dist)
+            write_split(ctx)
+
+            def advance(stage: str, seed: int = seed, k: int = k) -> None:
+                bar.set_description(f"seed {seed} fold {k} {stage}")
+                bar.update(1)
+
+            run_fold(ctx, methods, advance)
+    bar.close()
+    summary = collect_summary(run_dir)
+    if dist.is_main:
+        atomic_write_csv(summary, run_dir / "summary.csv")
+    return summary
+
+
+def collect_summary(run_dir: str | Path) -> pd.DataFrame:
+    """One row per (seed, fold, method) from every ``test.json`` of the teacher and the students."""
+    run_dir = Path(run_dir)
+    rows = []
+    for path in sorted(run_dir.glob("seed*/fold*/*/test.json")):
+        stage = path.parent.name
+        if stage == "teacher":
+            method = "teacher"
+        elif stage.startswith("student_"):
+            method = stage[len("student_") :]
+        else:
+            continue
+        if not (path.parent / "done").is_file():
+            continue
+        data = json.loads(path.read_text())
+        row = {"seed": int(data["seed"]), "fold": int(data["fold"]), "method": method}
+        row.update({k: v for k, v in data.items() if k not in META_KEYS})
+        row["n_test"] = int(data["n_test"])
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=["seed", "fold", "method", "n_test"])
+    df = pd.DataFrame(rows)
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    df["_order"] = df["method"].map(lambda m: rank.get(m, len(rank)))
+    df = df.sort_values(["seed", "fold", "_order", "method"]).drop(columns="_order").reset_index(drop=True)
+    cols = ["seed", "fold", "method"] + [
+        c for c in df.columns if c not in ("seed", "fold", "method", "n_test")
+    ]
+    return df[cols + ["n_test"]]
+
+
+def metric_columns(summary: pd.DataFrame) -> list[str]:
+    return [c for c in summary.columns if c not in ("seed", "fold", "method", "n_test")]
+
+
+def format_table(summary: pd.DataFrame) -> str:
+    """Mean +- std over (seed, fold) per method, in the paper's order (lower bound first)."""
+    if summary.empty:
+        return "(no finished results)"
+    cols = metric_columns(summary)
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    methods = sorted(summary["method"].unique(), key=lambda m: (rank.get(m, len(rank)), m))
+    header = ["method", "n"] + cols
+    lines = []
+    for m in methods:
+        part = summary[summary["method"] == m]
+        cells = [m, str(len(part))]
+        for c in cols:
+            vals = part[c].astype(float)
+            std = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+            cells.append(f"{vals.mean():.4g} +- {std:.2g}")
+        lines.append(cells)
+    widths = [max(len(header[i]), *(len(r[i]) for r in lines)) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*r) for r in lines]
+    if "none" in methods:
+        out.append("none = prevalent modality only (lower bound); teacher = multimodal (upper bound)")
+    return "\n".join(out)

@@ -1,0 +1,128 @@
+"""From store arrays to model inputs and targets: dtype, layout, normalisation, per-clip targets.
+
+A store array is ``N x item`` or, for sequence datasets (Affwild2), ``N x L x item``. Video items are
+uint8 ``T x H x W x 3`` and become float ``3 x T x H x W`` normalised with the Kinetics-400 statistics
+(what r3d_18's pretrained weights expect); other items (signals ``C x T``, spectrograms ``C x F x T``,
+feature vectors ``D``) are standardised per channel with statistics of the fold's training samples.
+A sequence of L items is encoded as ``N*L`` items and reshaped back to ``N x L x d``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+# number of axes of ONE item (without N and L) that each backbone family consumes from the store
+ITEM_NDIM = {"r3d_18": 4, "tiny3d": 4, "resnet18_spec": 3, "cnn1d": 2, "mlp": 1}
+
+
+def item_ndim(backbone: str, kind: str) -> int:
+    if backbone in ITEM_NDIM:
+        return ITEM_NDIM[backbone]
+    return {"video": 4, "emg": 3, "audio": 3, "eda": 2, "signal": 2, "features": 1}.get(kind, 1)
+
+
+def backbone_kwargs(backbone: str, kind: str, sample_shape: tuple[int, ...], given: dict[str, Any]) -> dict:
+    """Fill the input-shape arguments a backbone needs (``in_channels``, ``in_dim``) from the store."""
+    kw = dict(given)
+    nd = item_ndim(backbone, kind)
+    item = sample_shape[-nd:]
+    if backbone in ("resnet18_spec", "cnn1d"):
+        kw.setdefault("in_channels", int(item[0]))
+    elif backbone == "mlp":
+        kw.setdefault("in_dim", int(item[0]))
+    return kw
+
+
+class Normalizer:
+    """Maps a batch of raw store items to float model input (see module docstring)."""
+
+    def __init__(self, kind: str, nd: int, mean: torch.Tensor | None = None, std: torch.Tensor | None = None):
+        self.kind, self.nd, self.mean, self.std = kind, nd, mean, std
+
+    @property
+    def is_video(self) -> bool:
+        return self.nd == 4
+
+    @classmethod
+    def fit(cls, array: Any, indices: np.ndarray, kind: str, nd: int, max_samples: int = 256) -> Normalizer:
+        if nd == 4:
+            return cls(kind, nd)
+        idx = np.sort(np.asarray(indices)[:max_samples])
+        x = torch.from_numpy(np.asarray(array[idx], dtype=np.float32))
+        x = x.reshape(-1, *x.shape[-nd:])  # drop a sequence axis
+        chan = x.transpose(0, 1).reshape(x.shape[1], -1) if nd >= 2 else x.reshape(-1, x.shape[-1]).T
+        mean = chan.mean(dim=1)
+        std = chan.std(dim=1).clamp_min(1e-6)
+        mean = torch.nan_to_num(mean)
+        std = torch.nan_to_num(std, nan=1.0)
+        return cls(kind, nd, mean, std)
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "nd": self.nd, "mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Normalizer:
+        return cls(state["kind"], state["nd"], state["mean"], state["std"])
+
+    def __call__(self, raw: np.ndarray | torch.Tensor, device: torch.device) -> tuple[torch.Tensor, tuple]:
+        """Return ``(x, lead)``: model input of shape ``(prod(lead),) + item`` and the leading shape."""
+        x = torch.as_tensor(np.asarray(raw)) if not isinstance(raw, torch.Tensor) else raw
+        lead = tuple(x.shape[: x.dim() - self.nd])
+        x = x.reshape(-1, *x.shape[x.dim() - self.nd :]).to(device)
+        if self.is_video:
+            x = x.permute(0, 4, 1, 2, 3).float().div_(255.0)  # B x 3 x T x H x W
+            mean = torch.tensor(KINETICS_MEAN, device=device).view(1, 3, 1, 1, 1)
+            std = torch.tensor(KINETICS_STD, device=device).view(1, 3, 1, 1, 1)
+            return (x - mean) / std, lead
+        x = torch.nan_to_num(x.float())
+        if self.mean is not None:
+            shape = (1, -1) + (1,) * (self.nd - 1)
+            x = (x - self.mean.to(device).view(shape)) / self.std.to(device).view(shape)
+        return x, lead
+
+
+def encode(backbone: torch.nn.Module, norm: Normalizer, raw: Any, device: torch.device) -> torch.Tensor:
+    """Backbone features of raw items: ``lead x d`` (``N x d`` or ``N x L x d``)."""
+    x, lead = norm(raw, device)
+    feats = backbone(x)
+    return feats.reshape(*lead, feats.shape[-1])
+
+
+def targets(labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Training targets and validity mask from store labels.
+
+    Classification labels (``N`` ints) pass through with no mask. Regression labels are per frame,
+    ``N [x L] x F x 2`` with NaN where unannotated; a clip has one prediction, so its training target is
+    the mean of its valid frames and it is masked out when it has none. Evaluation uses the frames
+    themselves (:func:`frame_targets`).
+    """
+    if labels.dtype.kind in "iu" or labels.ndim == 1:
+        return torch.as_tensor(np.asarray(labels), dtype=torch.long), None
+    lab = torch.as_tensor(np.asarray(labels, dtype=np.float32))
+    valid = ~torch.isnan(lab)
+    count = valid.sum(dim=-2)
+    mean = torch.where(valid, lab, torch.zeros_like(lab)).sum(dim=-2) / count.clamp_min(1)
+    mask = (count > 0).all(dim=-1)
+    return mean, mask
+
+
+def frame_targets(labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Evaluation targets: every valid frame (regression) or the class (classification)."""
+    if labels.dtype.kind in "iu" or labels.ndim == 1:
+        return torch.as_tensor(np.asarray(labels), dtype=torch.long), None
+    lab = torch.as_tensor(np.asarray(labels, dtype=np.float32))
+    mask = ~torch.isnan(lab).any(dim=-1)
+    return torch.nan_to_num(lab), mask
+
+
+def expand_to_frames(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Repeat a per-clip prediction over the clip's frames (``... x 2`` -> ``... x F x 2``)."""
+    if y.dtype == torch.long or pred.dim() == y.dim():
+        return pred
+    return pred.unsqueeze(-2).expand(*pred.shape[:-1], y.shape[-2], pred.shape[-1])

@@ -1,0 +1,764 @@
+"""The stages of one fold (DESIGN sections 3-4; paper Sec. III, Alg. 1-2, Sec. IV-B).
+
+backbone_<mod> -> features (cache) -> teacher -> tnet -> adapters -> student_<method> (one per method),
+each trained on the fold's training subjects, with its epoch selected on the fold's validation
+subjects, then evaluated ONCE on the fold's test subjects with the selected checkpoint (``test.json``).
+Every stage is skipped when its ``done`` marker exists and restarts from ``last.pt`` when interrupted.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtpkdot.atomic import atomic_save_npz, atomic_write
+from mtpkdot.engine.checkpoint import file_hash, load_checkpoint
+from mtpkdot.engine.loop import chunks, fit, index_batches, predict, run_epoch
+from mtpkdot.engine.seed import derive_seed, make_generator, seed_everything
+from mtpkdot.pipeline.context import FoldContext
+from mtpkdot.pipeline.inputs import (
+    Normalizer,
+    backbone_kwargs,
+    expand_to_frames,
+    frame_targets,
+    item_ndim,
+    targets,
+)
+
+EVAL_BATCH = 256
+TSNE_CAP = 500
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+def make_optimizer(params: list[nn.Parameter], tc: Any) -> torch.optim.Optimizer:
+    if tc.optimizer == "adam":
+        return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    if tc.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    return torch.optim.SGD(params, lr=tc.lr, momentum=0.9, weight_decay=tc.weight_decay)
+
+
+def _scaler(ctx: FoldContext) -> torch.amp.GradScaler | None:
+    if ctx.amp and ctx.device.type == "cuda":
+        return torch.amp.GradScaler("cuda")
+    return None
+
+
+def _train_batches(ctx: FoldContext, stage: str, epoch: int, batch_size: int) -> list[torch.Tensor]:
+    """Shuffled training batches of store indices; the order depends only on (seed, fold, stage, epoch)."""
+    gen = make_generator(derive_seed(ctx.seed, ctx.fold, stage, epoch))
+    idx = torch.as_tensor(ctx.split["train"], dtype=torch.long)
+    ws = ctx.dist.world_size
+    if ws > 1:  # equal shards per rank (the gather of relational losses needs them)
+        batch_size = max(ws, batch_size - batch_size % ws)
+        idx = idx[: len(idx) - len(idx) % ws]
+    return index_batches(
+        idx, batch_size, shuffle=True, generator=gen, drop_last=True, rank=ctx.dist.rank, world_size=ws
+    )
+
+
+def _labels(ctx: FoldContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+    y, mask = targets(np.asarray(ctx.store.labels))
+    return y.to(ctx.device), None if mask is None else mask.to(ctx.device)
+
+
+def _frame_labels(ctx: FoldContext, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+    labels = np.asarray(ctx.store.labels)
+    return frame_targets(labels[np.asarray(idx)])
+
+
+def score(ctx: FoldContext, preds: torch.Tensor, idx: np.ndarray) -> dict[str, float]:
+    """Task metrics of predictions for store samples ``idx`` (regression: over every valid frame)."""
+    y, mask = _frame_labels(ctx, idx)
+    return {k: float(v) for k, v in ctx.task.metrics(expand_to_frames(preds, y), y, mask).items()}
+
+
+def _task_loss(
+    ctx: FoldContext, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    return ctx.task.loss(out.float(), y, mask)
+
+
+def _stage_seed(ctx: FoldContext, stage: str) -> None:
+    seed_everything(derive_seed(ctx.seed, ctx.fold, stage))
+
+
+def _write_test(ctx: FoldContext, stage: str, metrics: dict[str, float], n: int, best_epoch: int) -> None:
+    ctx.write_json(
+        ctx.stage_dir(stage) / "test.json",
+        {
+            "stage": stage,
+            "seed": ctx.seed,
+            "fold": ctx.fold,
+            "n_test": int(n),
+            "best_epoch": best_epoch,
+            **metrics,
+        },
+    )
+
+
+def _after_backward(ctx: FoldContext, params: list[nn.Parameter]) -> Callable[[], None] | None:
+    return (lambda: ctx.dist.average_gradients(params)) if ctx.dist.world_size > 1 else None
+
+
+# ---------------------------------------------------------------------------------------------
+# stage 1: unimodal backbones
+def build_modality_backbone(
+    ctx: FoldContext, mod: str, fit_norm: bool = True
+) -> tuple[nn.Module, Normalizer]:
+    from mtpkdot.models import build_backbone
+
+    mc = ctx.cfg.data.modalities[mod]
+    arr = ctx.store.array(mod)
+    nd = item_ndim(mc.backbone, mc.kind)
+    kw = backbone_kwargs(mc.backbone, mc.kind, tuple(arr.shape[1:]), mc.backbone_kwargs)
+    factory_params = _params_of_backbone(mc.backbone)
+    if mc.weights is not None:
+        if "weights" not in factory_params:
+            raise ValueError(
+                f"data.modalities.{mod}.weights: backbone {mc.backbone!r} takes no pretrained weights"
+            )
+        kw["weights"] = str(mc.weights)
+    net = build_backbone(mc.backbone, out_dim=mc.feature_dim, **kw)
+    norm = Normalizer.fit(arr, ctx.split["train"], mc.kind, nd) if fit_norm else Normalizer(mc.kind, nd)
+    return net, norm
+
+
+def _params_of_backbone(name: str) -> set[str]:
+    from mtpkdot.registry import BACKBONES
+
+    return set(inspect.signature(BACKBONES.get(name)).parameters)
+
+
+class Encoder(nn.Module):
+    """Backbone + linear head of stage 1, with the input normalisation statistics as buffers."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, norm: Normalizer) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        # the input statistics travel with the weights (feature cache, export)
+        if norm.mean is not None:
+            self.register_buffer("norm_mean", norm.mean.clone())
+            self.register_buffer("norm_std", norm.std.clone())
+
+
+def train_backbone(ctx: FoldContext, mod: str) -> None:
+    """Stage 1 (Sec. IV-B): one modality's backbone with a linear head on the task."""
+    from mtpkdot.models import LinearHead
+
+    stage = f"backbone_{mod}"
+    if ctx.is_done(stage):
+        return
+    _stage_seed(ctx, stage)
+    mc = ctx.cfg.data.modalities[mod]
+    tc = mc.train
+    backbone, norm = build_modality_backbone(ctx, mod)
+    model = Encoder(backbone, LinearHead(mc.feature_dim, ctx.task.num_outputs), norm).to(ctx.device)
+    arr = ctx.store.array(mod)
+    y_all, mask_all = _labels(ctx)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(params, tc)
+    dev = ctx.device
+    scaler = _scaler(ctx)
+
+    def forward(idx: torch.Tensor) -> torch.Tensor:
+        x, lead = norm(arr[idx.numpy()], dev)
+        f = model.backbone(x)
+        return model.head(f).reshape(*lead, -1)
+
+    def compute(idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        out = forward(idx)
+        y = y_all[idx.to(dev)]
+        m = None if mask_all is None else mask_all[idx.to(dev)]
+        loss = _task_loss(ctx, out, y, m)
+        return {"total": loss, "task": loss}, len(idx)
+
+    def train_epoch(epoch: int) -> dict[str, float]:
+        model.train()
+        batches = _train_batches(ctx, stage, epoch, tc.batch_size)
+        res = run_epoch(batches, compute, opt, params, dev, ctx.amp, scaler, _after_backward(ctx, params))
+        ctx.dist.broadcast_buffers([model])
+        return {f"train_{k}": v for k, v in res.items()}
+
+    def evaluate(idx: np.ndarray) -> dict[str, float]:
+        preds = predict(forward, list(chunks_of(idx, tc.batch_size)), [model])
+        return score(ctx, preds, idx)
+
+    res = fit(
+        stage=stage,
+        stage_dir=ctx.stage_dir(stage),
+        modules={"model": model},
+        optimizer=opt,
+        train_epoch=train_epoch,
+        validate=lambda: evaluate(ctx.split["val"]),
+        primary=ctx.task.primary_metric,
+        epochs=tc.epochs,
+        patience=tc.patience,
+        section=ctx.section(stage),
+        scaler=scaler,
+        write=ctx.write,
+    )
+    _write_test(ctx, stage, evaluate(ctx.split["test"]), len(ctx.split["test"]), res.best_epoch)
+    ctx.mark_done(stage)
+    ctx.dist.barrier()
+
+
+def chunks_of(idx: np.ndarray, size: int) -> list[torch.Tensor]:
+    t = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+    return [t[i : i + size] for i in range(0, len(t), size)]
+
+
+def load_backbone(ctx: FoldContext, mod: str) -> tuple[nn.Module, Normalizer]:
+    """The fold's trained backbone of ``mod`` (best validation epoch) and its input normaliser."""
+    stage = f"backbone_{mod}"
+    backbone, norm = build_modality_backbone(ctx, mod, fit_norm=False)
+    state = load_checkpoint(ctx.stage_dir(stage) / "best.pt", ctx.section(stage))["modules"]["model"]
+    backbone.load_state_dict(
+        {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    )
+    norm.mean, norm.std = state.get("norm_mean"), state.get("norm_std")
+    return backbone.to(ctx.device), norm
+
+
+# ---------------------------------------------------------------------------------------------
+# feature cache
+def extract_features(ctx: FoldContext) -> None:
+    """Features of every store sample from each frozen backbone (eval mode), keyed by checkpoint hash."""
+
+    stage = "features"
+    if ctx.is_done(stage):
+        return
+    d = ctx.stage_dir(stage)
+    if ctx.write:
+        meta: dict[str, str] = {}
+        for mod in ctx.order:
+            backbone, norm = load_backbone(ctx, mod)
+            arr = ctx.store.array(mod)
+            bs = ctx.cfg.data.modalities[mod].train.batch_size
+            n = arr.shape[0]
+
+            def forward(
+                idx: torch.Tensor, backbone: nn.Module = backbone, norm: Normalizer = norm, arr: Any = arr
+            ) -> torch.Tensor:
+                x, lead = norm(arr[idx.numpy()], ctx.device)
+                with torch.autocast(
+                    "cuda", dtype=torch.float16, enabled=ctx.amp and ctx.device.type == "cuda"
+                ):
+                    f = backbone(x)
+                return f.float().reshape(*lead, -1)
+
+            feats = predict(forward, chunks(n, max(bs, 1)), [backbone]).numpy().astype(np.float32)
+            atomic_write(d / f"{mod}.npy", lambda fh, feats=feats: np.save(fh, feats))
+            meta[mod] = file_hash(ctx.stage_dir(f"backbone_{mod}") / "best.pt")
+        ctx.write_json(d / "meta.json", {"backbone_checkpoints": meta})
+    ctx.mark_done(stage)
+    ctx.dist.barrier()
+
+
+def check_feature_cache(ctx: FoldContext) -> None:
+    """The cache must come from the current backbone checkpoints (a retrained backbone invalidates it)."""
+    import json
+
+    meta_path = ctx.stage_dir("features") / "meta.json"
+    meta = json.loads(meta_path.read_text())["backbone_checkpoints"]
+    for mod in ctx.order:
+        now = file_hash(ctx.stage_dir(f"backbone_{mod}") / "best.pt")
+        if meta.get(mod) != now:
+            raise RuntimeError(
+                f"{meta_path}: the feature cache of {mod!r} was computed with another backbone checkpoint; "
+                f"delete {ctx.stage_dir('features')} to recompute it"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# stage 2: fusion teacher
+def build_teacher(ctx: FoldContext) -> nn.Module:
+    from mtpkdot.models import build_fusion
+
+    tc = ctx.cfg.teacher
+    kw = dict(tc.fusion_kwargs)
+    from mtpkdot.registry import FUSIONS
+
+    if "seq_len" in inspect.signature(FUSIONS.get(tc.fusion)).parameters:
+        kw.setdefault("seq_len", ctx.cfg.data.sequence_length)
+    dims = [ctx.feature_dim(m) for m in ctx.order]
+    return build_fusion(tc.fusion, dims, ctx.task.num_outputs, **kw).to(ctx.device)
+
+
+def _feats(ctx: FoldContext, mods: list[str], idx: torch.Tensor) -> list[torch.Tensor]:
+    i = idx.to(ctx.device)
+    return [ctx.features(m)[i] for m in mods]
+
+
+def _train_on_features(
+    ctx: FoldContext,
+    stage: str,
+    modules: dict[str, nn.Module],
+    params: list[nn.Parameter],
+    tc: Any,
+    compute: Callable[[torch.Tensor], tuple[dict[str, torch.Tensor], int]],
+    validate: Callable[[], dict[str, float]],
+    primary: str,
+    higher_is_better: bool = True,
+    **fit_kw: Any,
+) -> Any:
+    opt = make_optimizer(params, tc)
+    scaler = _scaler(ctx)
+    trained = [m for m in modules.values()]
+
+    def train_epoch(epoch: int) -> dict[str, float]:
+        for m in trained:
+            m.train()
+        res = run_epoch(
+            _train_batches(ctx, stage, epoch, tc.batch_size),
+            compute,
+            opt,
+            params,
+            ctx.device,
+            ctx.amp,
+            scaler,
+            _after_backward(ctx, params),
+        )
+        ctx.dist.broadcast_buffers(trained)
+        return {f"train_{k}": v for k, v in res.items()}
+
+    return fit(
+        stage=stage,
+        stage_dir=ctx.stage_dir(stage),
+        modules=modules,
+        optimizer=opt,
+        train_epoch=train_epoch,
+        validate=validate,
+        primary=primary,
+        higher_is_better=higher_is_better,
+        epochs=tc.epochs,
+        patience=tc.patience,
+        section=ctx.section(stage),
+        scaler=scaler,
+        write=ctx.write,
+        **fit_kw,
+    )
+
+
+def train_teacher(ctx: FoldContext) -> None:
+    """Stage 2: the fusion teacher on cached features of every modality (the upper bound)."""
+    stage = "teacher"
+    if ctx.is_done(stage):
+        return
+    _stage_seed(ctx, stage)
+    fusion = build_teacher(ctx)
+    y_all, mask_all = _labels(ctx)
+
+    def compute(idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        out, _ = fusion(_feats(ctx, ctx.order, idx))
+        i = idx.to(ctx.device)
+        loss = _task_loss(ctx, out, y_all[i], None if mask_all is None else mask_all[i])
+        return {"total": loss, "task": loss}, len(idx)
+
+    def evaluate(idx: np.ndarray) -> dict[str, float]:
+        preds = predict(lambda b: fusion(_feats(ctx, ctx.order, b))[0], chunks_of(idx, EVAL_BATCH), [fusion])
+        return score(ctx, preds, idx)
+
+    res = _train_on_features(
+        ctx,
+        stage,
+        {"fusion": fusion},
+        list(fusion.parameters()),
+        ctx.cfg.teacher,
+        compute,
+        lambda: evaluate(ctx.split["val"]),
+        ctx.task.primary_metric,
+    )
+    _write_test(ctx, stage, evaluate(ctx.split["test"]), len(ctx.split["test"]), res.best_epoch)
+    ctx.mark_done(stage)
+    ctx.dist.barrier()
+
+
+def load_teacher(ctx: FoldContext) -> nn.Module:
+    fusion = build_teacher(ctx)
+    fusion.load_state_dict(
+        load_checkpoint(ctx.stage_dir("teacher") / "best.pt", ctx.section("teacher"))["modules"]["fusion"]
+    )
+    fusion.requires_grad_(False)
+    return fusion.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# T-Net: prevalent features -> each privileged modality's features
+def build_tnets(ctx: FoldContext) -> nn.ModuleDict:
+    from mtpkdot.models import TNet
+
+    in_dim = sum(ctx.feature_dim(m) for m in ctx.prevalent)
+    return nn.ModuleDict(
+        {p: TNet(in_dim, ctx.feature_dim(p), hidden=list(ctx.cfg.tnet.hidden)) for p in ctx.privileged}
+    ).to(ctx.device)
+
+
+def _tnet_terms(ctx: FoldContext, tnets: nn.ModuleDict, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    x = torch.cat(_feats(ctx, ctx.prevalent, idx), dim=-1)
+    terms: dict[str, torch.Tensor] = {}
+    for p, net in tnets.items():
+        target = ctx.features(p)[idx.to(ctx.device)]
+        pred = net(x)
+        terms[f"mse_{p}"] = nn.functional.mse_loss(pred, target)
+        terms[f"cos_{p}"] = (1 - nn.functional.cosine_similarity(pred, target, dim=-1, eps=1e-8)).mean()
+    return terms
+
+
+def train_tnet(ctx: FoldContext) -> None:
+    """T-Net (Sec. IV-B, Table VII): MSE + cosine_weight * (1 - cos) to the privileged features."""
+    stage = "tnet"
+    if ctx.is_done(stage):
+        return
+    _stage_seed(ctx, stage)
+    tnets = build_tnets(ctx)
+    w = ctx.cfg.tnet.cosine_weight
+
+    def total(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(terms[f"mse_{p}"] + w * terms[f"cos_{p}"] for p in ctx.privileged)  # type: ignore[return-value]
+
+    def compute(idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        terms = _tnet_terms(ctx, tnets, idx)
+        return {"total": total(terms), **terms}, len(idx)
+
+    def evaluate(idx: np.ndarray) -> dict[str, float]:
+        tnets.eval()
+        sums: dict[str, float] = {}
+        with torch.no_grad():
+            for b in chunks_of(idx, EVAL_BATCH):
+                terms = _tnet_terms(ctx, tnets, b)
+                terms["loss"] = total(terms)
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * len(b)
+        return {k: v / max(len(idx), 1) for k, v in sums.items()}
+
+    res = _train_on_features(
+        ctx,
+        stage,
+        {"tnets": tnets},
+        list(tnets.parameters()),
+        ctx.cfg.tnet,
+        compute,
+        lambda: evaluate(ctx.split["val"]),
+        "loss",
+        higher_is_better=False,
+    )
+    _write_test(ctx, stage, evaluate(ctx.split["test"]), len(ctx.split["test"]), res.best_epoch)
+    ctx.mark_done(stage)
+    ctx.dist.barrier()
+
+
+def load_tnets(ctx: FoldContext) -> nn.ModuleDict:
+    tnets = build_tnets(ctx)
+    tnets.load_state_dict(
+        load_checkpoint(ctx.stage_dir("tnet") / "best.pt", ctx.section("tnet"))["modules"]["tnets"]
+    )
+    tnets.requires_grad_(False)
+    return tnets.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# stage 3: modality adapters (self-distillation, Alg. 1)
+def build_adapters(ctx: FoldContext, joint_dim: int) -> tuple[nn.ModuleDict, nn.ModuleDict]:
+    from mtpkdot.models import Adapter, LinearHead
+
+    adapters = nn.ModuleDict(
+        {m: Adapter(ctx.feature_dim(m), joint_dim, hidden=ctx.cfg.adapters.hidden) for m in ctx.order}
+    )
+    heads = nn.ModuleDict({m: LinearHead(joint_dim, ctx.task.num_outputs) for m in ctx.order})
+    return adapters.to(ctx.device), heads.to(ctx.device)
+
+
+def train_adapters(ctx: FoldContext) -> None:
+    """Alg. 1 / Eq. 1: adapter A_i aligns F_i to the detached F_joint of the frozen teacher.
+
+    Each adapted feature also gets a linear head trained with the task loss (needed to rank the
+    teachers, Alg. 2); the head sees the adapted feature detached, so the adapter is trained by the
+    alignment loss of Eq. 1 alone.
+    """
+    from mtpkdot.distill import alignment_loss
+
+    stage = "adapters"
+    if ctx.is_done(stage):
+        return
+    _stage_seed(ctx, stage)
+    teacher = load_teacher(ctx)
+    adapters, heads = build_adapters(ctx, teacher.joint_dim)
+    y_all, mask_all = _labels(ctx)
+
+    def terms(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = _feats(ctx, ctx.order, idx)
+        with torch.no_grad():
+            _, joint = teacher(feats)
+        adapted = [adapters[m](f) for m, f in zip(ctx.order, feats, strict=True)]
+        i = idx.to(ctx.device)
+        y, mask = y_all[i], None if mask_all is None else mask_all[i]
+        out = {"align": alignment_loss(adapted, joint.detach())}
+        for m, a in zip(ctx.order, adapted, strict=True):
+            out[f"task_{m}"] = _task_loss(ctx, heads[m](a.detach()), y, mask)
+        return out
+
+    def compute(idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        t = terms(idx)
+        return {"total": sum(t.values()), **t}, len(idx)  # type: ignore[dict-item]
+
+    def evaluate(idx: np.ndarray) -> dict[str, float]:
+        adapters.eval()
+        heads.eval()
+        sums: dict[str, float] = {}
+        outs: dict[str, list[torch.Tensor]] = {m: [] for m in ctx.order}
+        with torch.no_grad():
+            for b in chunks_of(idx, EVAL_BATCH):
+                t = terms(b)
+                t["loss"] = sum(t.values())  # type: ignore[assignment]
+                for k, v in t.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * len(b)
+                for m, f in zip(ctx.order, _feats(ctx, ctx.order, b), strict=True):
+                    outs[m].append(heads[m](adapters[m](f)).float().cpu())
+        res = {k: v / max(len(idx), 1) for k, v in sums.items()}
+        for m in ctx.order:
+            for k, v in score(ctx, torch.cat(outs[m]), idx).items():
+                res[f"{k}_{m}"] = v
+        return res
+
+    params = list(adapters.parameters()) + list(heads.parameters())
+    res = _train_on_features(
+        ctx,
+        stage,
+        {"adapters": adapters, "heads": heads},
+        params,
+        ctx.cfg.adapters,
+        compute,
+        lambda: evaluate(ctx.split["val"]),
+        "loss",
+        higher_is_better=False,
+    )
+    if ctx.write:
+        _save_tsne(ctx, teacher, adapters)
+    _write_test(ctx, stage, evaluate(ctx.split["test"]), len(ctx.split["test"]), res.best_epoch)
+    ctx.mark_done(stage)
+    ctx.dist.barrier()
+
+
+def _save_tsne(ctx: FoldContext, teacher: nn.Module, adapters: nn.ModuleDict) -> None:
+    """Features before/after adaptation on validation samples (paper Fig. 5)."""
+    idx = np.sort(ctx.split["val"])[:TSNE_CAP]
+    t = torch.as_tensor(idx, dtype=torch.long)
+    with torch.no_grad():
+        feats = _feats(ctx, ctx.order, t)
+        _, joint = teacher(feats)
+        arrays: dict[str, np.ndarray] = {}
+        for m, f in zip(ctx.order, feats, strict=True):
+            arrays[f"before_{m}"] = _flat(f)
+            arrays[f"after_{m}"] = _flat(adapters[m].eval()(f))
+        arrays["before_joint"] = arrays["after_joint"] = _flat(joint)
+    labels = np.asarray(ctx.store.labels)[idx]
+    if labels.ndim > 1:  # regression: the mean valence of each sample, for colouring
+        labels = np.nanmean(labels.reshape(len(idx), -1, labels.shape[-1])[..., 0], axis=1)
+    arrays["labels"] = labels
+    atomic_save_npz(ctx.stage_dir("adapters") / "tsne.npz", **arrays)
+
+
+def _flat(x: torch.Tensor) -> np.ndarray:
+    x = x.float().cpu()
+    if x.dim() == 3:  # B x L x d: one point per sample (mean over its clips)
+        x = x.mean(dim=1)
+    return x.numpy()
+
+
+def load_pool(ctx: FoldContext) -> Any:
+    from mtpkdot.distill import TeacherPool
+
+    teacher = load_teacher(ctx)
+    adapters, heads = build_adapters(ctx, teacher.joint_dim)
+    state = load_checkpoint(ctx.stage_dir("adapters") / "best.pt", ctx.section("adapters"))["modules"]
+    adapters.load_state_dict(state["adapters"])
+    heads.load_state_dict(state["heads"])
+    return TeacherPool(teacher, dict(adapters.items()), dict(heads.items()), ctx.order)
+
+
+# ---------------------------------------------------------------------------------------------
+# stage 4: students, one per method
+def build_student(ctx: FoldContext, finetune: bool) -> tuple[nn.Module, dict[str, Any]]:
+    from mtpkdot.models import Student
+
+    fusion = build_teacher(ctx)  # a fresh fusion of the teacher's kind
+    tnets = load_tnets(ctx)
+    backbones = None
+    norms: dict[str, Any] = {}
+    if finetune:
+        backbones = {}
+        for m in ctx.prevalent:
+            backbones[m], norms[m] = load_backbone(ctx, m)
+    student = Student(fusion, dict(tnets.items()), ctx.order, ctx.prevalent, backbones=backbones)
+    return student.to(ctx.device), norms
+
+
+def _similarity(x: torch.Tensor) -> np.ndarray:
+    from mtpkdot.distill import similarity_matrix
+
+    x = x.float()
+    if x.dim() == 3:
+        x = x.mean(dim=1)
+    return similarity_matrix(x).detach().cpu().numpy()
+
+
+def train_student(ctx: FoldContext, method_name: str) -> None:
+    """Stage 4: a student (prevalent modality + frozen T-Nets + fresh fusion) distilled by one method."""
+    from mtpkdot.registry import METHODS
+
+    stage = f"student_{method_name}"
+    if ctx.is_done(stage):
+        return
+    _stage_seed(ctx, stage)
+    sc = ctx.cfg.student
+    finetune = sc.finetune_backbone
+    pool = load_pool(ctx)
+    student, norms = build_student(ctx, finetune)
+    method = METHODS.get(method_name)(student, pool, ctx.task, ctx.cfg.distill).to(ctx.device)
+    y_all, mask_all = _labels(ctx)
+    arrays = {m: ctx.store.array(m) for m in ctx.prevalent} if finetune else {}
+
+    def student_inputs(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not finetune:
+            i = idx.to(ctx.device)
+            return {m: ctx.features(m)[i] for m in ctx.prevalent}
+        out = {}
+        for m in ctx.prevalent:
+            x, lead = norms[m](arrays[m][idx.numpy()], ctx.device)
+            out[m] = x.reshape(*lead, *x.shape[1:])
+        return out
+
+    def batch(idx: torch.Tensor) -> dict[str, Any]:
+        i = idx.to(ctx.device)
+        return {
+            "student": student_inputs(idx),
+            "teacher": {m: ctx.features(m)[i] for m in ctx.order},
+            "y": y_all[i],
+            "mask": None if mask_all is None else mask_all[i],
+        }
+
+    selections: dict[str, int] = {}
+
+    def compute(idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        _, losses = method.forward_train(batch(idx))
+        for name, count in (getattr(method, "last_selection", None) or {}).items():
+            selections[name] = selections.get(name, 0) + int(count)
+        return losses, len(idx)
+
+    params = [p for p in method.trainable_parameters() if p.requires_grad]
+    opt = make_optimizer(params, sc)
+    scaler = _scaler(ctx)
+    bs_eval = sc.batch_size if finetune else EVAL_BATCH
+
+    def train_epoch(epoch: int) -> dict[str, float]:
+        selections.clear()
+        method.train()
+        res = run_epoch(
+            _train_batches(ctx, stage, epoch, sc.batch_size),
+            compute,
+            opt,
+            params,
+            ctx.device,
+            ctx.amp,
+            scaler,
+            _after_backward(ctx, params),
+        )
+        if finetune:
+            ctx.dist.broadcast_buffers([student])
+        row = {f"train_{k}": v for k, v in res.items()}
+        row.update({f"sel_{k}": float(v) for k, v in selections.items()})
+        return row
+
+    def evaluate(idx: np.ndarray) -> dict[str, float]:
+        preds = predict(
+            lambda b: method.forward_test({"student": student_inputs(b)}), chunks_of(idx, bs_eval), [method]
+        )
+        return score(ctx, preds, idx)
+
+    # similarity snapshots (paper Fig. 4) on a fixed validation batch
+    snap_idx = torch.as_tensor(np.sort(ctx.split["val"])[: sc.batch_size], dtype=torch.long)
+    snapshots: dict[str, Any] = {}
+    epochs = sc.epochs
+    marks = [
+        (math.ceil(0.5 * epochs), "student_50"),
+        (math.ceil(0.75 * epochs), "student_75"),
+        (epochs, "student_100"),
+    ]
+
+    def snapshot(key: str) -> None:
+        if not sc.snapshots or len(snap_idx) < 2:
+            return
+        was = method.training
+        method.eval()
+        with torch.no_grad():
+            _, joint = student(student_inputs(snap_idx))
+            if "teacher" not in snapshots:
+                tjoint = pool({m: ctx.features(m)[snap_idx.to(ctx.device)] for m in ctx.order})["joint"][0]
+                snapshots["teacher"] = _similarity(tjoint)
+            snapshots[key] = _similarity(joint)
+        method.train(was)
+
+    def on_epoch_end(epoch: int) -> None:
+        for e, key in marks:
+            if e == epoch:
+                snapshot(key)
+
+    res = fit(
+        stage=stage,
+        stage_dir=ctx.stage_dir(stage),
+        modules={"student": student},
+        optimizer=opt,
+        train_epoch=train_epoch,
+        validate=lambda: evaluate(ctx.split["val"]),
+        primary=ctx.task.primary_metric,
+        epochs=epochs,
+        patience=sc.patience,
+        section=ctx.section(stage),
+        scaler=scaler,
+        extra=snapshots,
+        on_start=lambda: snapshot("student_0"),
+        on_epoch_end=on_epoch_end,
+        write=ctx.write,
+    )
+    if sc.snapshots and ctx.write and snapshots:
+        if "student_100" not in snapshots:  # stopped early: the selected model ends training
+            snapshot("student_100")
+        atomic_save_npz(ctx.stage_dir(stage) / "snapshots.npz", **snapshots)
+    _write_test(ctx, stage, evaluate(ctx.split["test"]), len(ctx.split["test"]), res.best_epoch)
+    ctx.mark_done(stage)
+    ctx.dist.barrier()
+
+
+def run_fold(ctx: FoldContext, methods: list[str], progress: Callable[[str], None] | None = None) -> None:
+    """Every stage of one fold, in order; finished stages are skipped."""
+
+    def step(name: str, fn: Callable[[], None]) -> None:
+        fn()
+        if progress is not None:
+            progress(name)
+
+    for mod in ctx.order:
+        step(f"backbone_{mod}", lambda mod=mod: train_backbone(ctx, mod))
+    step("features", lambda: extract_features(ctx))
+    check_feature_cache(ctx)
+    step("teacher", lambda: train_teacher(ctx))
+    step("tnet", lambda: train_tnet(ctx))
+    step("adapters", lambda: train_adapters(ctx))
+    for m in methods:
+        step(f"student_{m}", lambda m=m: train_student(ctx, m))
+
+
+def stages_of(ctx_order: list[str], methods: list[str]) -> list[str]:
+    return (
+        [f"backbone_{m}" for m in ctx_order]
+        + ["features", "teacher", "tnet", "adapters"]
+        + [f"student_{m}" for m in methods]
+    )
