@@ -1,0 +1,28 @@
+"""``pkdot``: PKDOT (Aslam et al.), relational OT distillation from the single joint teacher."""
+
+from __future__ import annotations
+
+import torch
+
+from mtpkdot.distill.method import Batch, Method
+from mtpkdot.distill.ot import RelationalOTLoss
+from mtpkdot.registry import METHODS
+
+
+@METHODS.register("pkdot")
+class PKDOT(Method):
+    """Single joint teacher, relational OT: alpha * task + beta * OT (no centroid)."""
+
+    name = "pkdot"
+
+    def __init__(self, student, teacher_pool, task, cfg=None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(student, teacher_pool, task, cfg)
+        c = self.cfg
+        self.relational = RelationalOTLoss(
+            k=c.k, blur=c.blur, p=c.p, debias=c.debias, centroid=None, scaling=c.scaling
+        )
+
+    def forward_train(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        outputs, joint, task_loss = self._student_and_task(batch)
+        teacher, _ = self.teacher_pool.joint(batch["teacher"])
+        return outputs, self._weighted(task_loss, **self.relational(joint, teacher))

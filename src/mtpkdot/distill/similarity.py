@@ -1,0 +1,53 @@
+"""Cosine similarity matrices (paper Eqs. 2-5) and anchor selection (section III-C)."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["select_anchors", "similarity_matrix"]
+
+# Norms below this are treated as zero: a zero feature row then has similarity 0 with every row (itself
+# included) instead of the NaN that the released code's unguarded division produces.
+NORM_EPS = 1e-8
+
+
+def similarity_matrix(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise cosine similarity ``S = (X X^T) / (N N^T)`` of a ``b x d`` matrix (Eqs. 2-5), ``b x b``.
+
+    Each row is divided by ``max(||x_i||, 1e-8)``, so a zero row gives 0 (never NaN) and finite gradients.
+    Half-precision inputs are computed in float32 (the guard and the later Sinkhorn need the range).
+    """
+    if x.dim() != 2:
+        raise ValueError(f"similarity_matrix expects a b x d matrix, got shape {tuple(x.shape)}")
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    unit = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(NORM_EPS)
+    return unit @ unit.T
+
+
+def select_anchors(s_teacher: torch.Tensor, k: int, exclude_self: bool = True) -> torch.Tensor:
+    """Per row, the indices of the ``k`` least-similar columns, in ascending order of similarity.
+
+    Returns a LongTensor ``b x k`` (``torch.topk(largest=False, sorted=True)``). The order is part of the
+    loss: each row becomes a point in R^k and the OT cost compares coordinate j across rows, whereas the
+    released code's ``numpy.argpartition`` leaves it undefined.
+
+    The diagonal (a sample's similarity with itself) is never an anchor when ``exclude_self`` (default):
+    it is the largest value of its row, so with ``k < b`` it is not picked in practice anyway; excluding
+    it makes degenerate batches (duplicate or zero rows, where ties reach the diagonal) well defined.
+    Then ``k <= b - 1`` is required (``k <= b`` without the exclusion); anything else raises.
+    """
+    if s_teacher.dim() != 2 or s_teacher.shape[0] != s_teacher.shape[1]:
+        raise ValueError(f"select_anchors expects a square b x b matrix, got shape {tuple(s_teacher.shape)}")
+    b = s_teacher.shape[0]
+    limit = b - 1 if exclude_self else b
+    if not 1 <= k <= limit:
+        raise ValueError(
+            f"select_anchors: k={k} anchors need 1 <= k <= {limit} for a batch of b={b}"
+            + (" (the diagonal is excluded)" if exclude_self else "")
+        )
+    s = s_teacher.detach()
+    if exclude_self:
+        s = s.clone()
+        s.diagonal().fill_(float("inf"))
+    return torch.topk(s, k, dim=1, largest=False, sorted=True).indices
