@@ -129,3 +129,16 @@ def test_student_with_real_fusion_on_cached_features():
     student = Student(fusion, {"emg": TNet(512, 512)}, order=["video", "emg"], prevalent=["video"]).eval()
     out, joint = student({"video": torch.randn(5, 512)})
     assert out.shape == (5, 2) and joint.shape == (5, 512)
+
+
+def test_tnet_input_is_the_prevalent_features_in_prevalent_order():
+    torch.manual_seed(0)
+    tnet = TNet(16 + 4, 6)
+    fusion = Recorder([4, 6, 16])
+    student = Student(fusion, {"eda": tnet}, order=["audio", "eda", "video"], prevalent=["video", "audio"])
+    video, audio = torch.randn(3, 16), torch.randn(3, 4)
+    student({"audio": audio, "video": video})
+    torch.testing.assert_close(fusion.seen[1], tnet(torch.cat([video, audio], dim=-1)))
+    torch.testing.assert_close(fusion.seen[0], audio)
+    with pytest.raises(ValueError, match="leading axes"):
+        student({"audio": torch.randn(3, 2, 4), "video": video})
