@@ -1,0 +1,337 @@
+"""Build the report of one run directory: ``report.md``, ``report.html``, ``figures/*.png``, ``results.csv``.
+
+Every piece is optional except the run directory itself: a method that was not run, a fold without
+snapshots or a stage without metrics is skipped with a note in the report, never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtpkdot.atomic import atomic_write_csv, atomic_write_text
+from mtpkdot.report import figures as F
+from mtpkdot.report.document import Block, Figure, Heading, Note, Table, Text, render_markdown
+from mtpkdot.report.html import render_html
+from mtpkdot.report.rundir import FoldDir, RunDir
+from mtpkdot.report.stats import ALTERNATIVE, ZERO_METHOD
+from mtpkdot.report.tables import (
+    METHOD_LABELS,
+    aggregate,
+    findings,
+    ordered_methods,
+    read_summary,
+    results_table,
+    tests_table,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMES = {
+    "kfold": "k-fold cross-validation grouped by subject (no subject in two folds)",
+    "loso": "leave-one-subject-out",
+    "official": "official train / validation split",
+}
+FIG4_METHODS = (("mtpkdot", "MT-PKDOT"), ("pkdot", "PKDOT"))
+
+
+def _get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _subject_check(run: RunDir) -> str:
+    p = run.path / "folds.csv"
+    if not p.is_file():
+        return "folds.csv not found, subject-wise split not checked"
+    try:
+        folds = pd.read_csv(p)
+        n_folds_per_subject = folds.groupby("subject_id")["fold"].nunique()
+    except (KeyError, ValueError, pd.errors.ParserError) as exc:
+        return f"folds.csv unreadable ({exc})"
+    leaks = int((n_folds_per_subject > 1).sum())
+    subjects = len(n_folds_per_subject)
+    if leaks:
+        return f"WARNING: {leaks} of {subjects} subjects appear in more than one fold of folds.csv"
+    return f"checked on folds.csv: {subjects} subjects, none in two folds"
+
+
+def setup_blocks(run: RunDir, cfg: dict[str, Any], summary: pd.DataFrame | None) -> list[Block]:
+    """The header a researcher needs before the numbers: data, modalities, protocol, method settings."""
+    mods = _get(cfg, "data.modalities", {}) or {}
+
+    def describe(names: list[str]) -> str:
+        parts = []
+        for m in names:
+            spec = mods.get(m, {}) if isinstance(mods, dict) else {}
+            kind, backbone = spec.get("kind"), spec.get("backbone")
+            extra = ", ".join(str(v) for v in (kind, backbone) if v)
+            parts.append(f"{m} ({extra})" if extra else m)
+        return ", ".join(parts) or "not recorded"
+
+    scheme = _get(cfg, "protocol.scheme", None)
+    seeds = _get(cfg, "seeds", None)
+    folds = _get(cfg, "protocol.folds", None)
+    if summary is not None and not summary.empty:
+        seeds = sorted(summary["seed"].unique().tolist())
+        n_folds_done = summary[["seed", "fold"]].drop_duplicates().shape[0]
+    else:
+        n_folds_done = 0
+    low = _get(cfg, "protocol.train_subjects", None)
+    items = [
+        f"**Run directory:** `{run.path}`",
+        f"**Dataset:** `{_get(cfg, 'data.dataset', 'not recorded')}`, task `{_get(cfg, 'data.task', '?')}`",
+        f"**Prevalent modality (train and test):** {describe(_get(cfg, 'data.prevalent', []) or [])}",
+        f"**Privileged modality (training only):** {describe(_get(cfg, 'data.privileged', []) or [])}",
+        f"**Teacher fusion:** `{_get(cfg, 'teacher.fusion', '?')}`",
+        f"**Protocol:** {SCHEMES.get(scheme, scheme or 'not recorded')}"
+        + (f", {folds} folds" if folds and scheme != "official" else "")
+        + f"; seeds {seeds}; {n_folds_done} (seed, fold) results in summary.csv",
+        f"**Subject-wise split:** {_subject_check(run)}; validation subjects for model selection: "
+        f"{_get(cfg, 'protocol.val_subjects', '?')} of each fold's training subjects; the test fold is used once",
+    ]
+    if low:
+        items.append(f"**Low-data setting:** {low} training subjects per fold")
+    items.append(
+        f"**Student:** batch size b = {_get(cfg, 'student.batch_size', '?')}, "
+        f"epochs {_get(cfg, 'student.epochs', '?')}, anchors k = {_get(cfg, 'distill.k', '?')}, "
+        f"loss weights alpha/beta/gamma = {_get(cfg, 'distill.alpha', '?')}/{_get(cfg, 'distill.beta', '?')}/"
+        f"{_get(cfg, 'distill.gamma', '?')} (Eq. 10), centroid `{_get(cfg, 'distill.centroid', '?')}`, "
+        f"teacher selection `{_get(cfg, 'distill.selection', '?')}`"
+    )
+    if summary is not None and "n_test" in summary.columns:
+        per_fold = summary.groupby(["seed", "fold"])["n_test"].max()
+        items.append(f"**Test samples per fold:** {int(per_fold.min())} to {int(per_fold.max())}")
+    blocks: list[Block] = [Heading("Setup", 2), Text(items=items)]
+    if not cfg:
+        blocks.append(Note("config.yaml is missing or unreadable: the setup above is incomplete"))
+    return blocks
+
+
+def results_blocks(summary: pd.DataFrame) -> list[Block]:
+    headers, rows = results_table(summary)
+    blocks: list[Block] = [
+        Heading("Results", 2),
+        Text(
+            "Mean ± standard deviation (ddof = 1) over every (seed, fold) result; n is the number of such "
+            "results. Rows follow the paper's Tables II-V: lower bound, baselines, PKDOT, MT-PKDOT, upper bound."
+        ),
+        Table(headers, rows, caption="Table 1: test results per method"),
+    ]
+    missing = [m for m in METHOD_LABELS if m not in set(summary["method"])]
+    if missing:
+        blocks.append(Note(f"not run in this experiment: {', '.join(missing)}"))
+    th, tr = tests_table(summary)
+    blocks += [
+        Text(
+            "Paired Wilcoxon signed-rank tests (scipy.stats.wilcoxon, zero_method="
+            f"'{ZERO_METHOD}', alternative='{ALTERNATIVE}'), pairs matched on (seed, fold). Δ is the mean paired "
+            "difference (method minus reference). 'n too small' means fewer than two non-zero differences."
+        ),
+        Table(th, tr, caption="Table 2: paired tests against the lower bound and against PKDOT"),
+        Heading("What the numbers say", 3),
+        Text(items=findings(summary)),
+    ]
+    return blocks
+
+
+def _fig4(run: RunDir, out: Path) -> list[Block]:
+    blocks: list[Block] = [Heading("Fig. 4: similarity matrices during student training", 3)]
+    rows, where = {}, []
+    for method, label in FIG4_METHODS:
+        fd = run.first_with(f"student_{method}/snapshots.npz")
+        if fd is None:
+            if method == "mtpkdot":
+                blocks.append(Note(f"no student_{method}/snapshots.npz in any fold: {label} row skipped"))
+            continue
+        try:
+            with np.load(fd.path / f"student_{method}" / "snapshots.npz") as z:
+                rows[label] = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as exc:
+            blocks.append(Note(f"{fd.path}/student_{method}/snapshots.npz unreadable ({exc})"))
+            continue
+        where.append(f"{label}: {fd.label}")
+    if not rows:
+        return [*blocks, Note("no similarity snapshots in this run (student.snapshots off?): Fig. 4 skipped")]
+    path = F.similarity_evolution(rows, out / "fig4_similarity.png")
+    blocks.append(
+        Figure(
+            path,
+            "Fig. 4: cosine similarity matrices (b x b, one batch) of the teacher and of the student at 0, 50, 75 "
+            f"and 100 % of student training; one color scale per row ({'; '.join(where)}). The closer the "
+            "student's block structure is to the teacher's, the more relational knowledge it has taken up.",
+        )
+    )
+    return blocks
+
+
+def _fig5(run: RunDir, out: Path) -> list[Block]:
+    blocks: list[Block] = [Heading("Fig. 5: teacher representations before and after alignment", 3)]
+    fd = run.first_with("adapters/tsne.npz")
+    if fd is None:
+        return [*blocks, Note("no adapters/tsne.npz in any fold: Fig. 5 skipped")]
+    try:
+        with np.load(fd.path / "adapters" / "tsne.npz") as z:
+            data = {k: z[k] for k in z.files}
+        path, notes = F.teacher_tsne(data, out / "fig5_tsne.png")
+    except (OSError, ValueError) as exc:
+        return [*blocks, Note(f"{fd.path}/adapters/tsne.npz could not be drawn ({exc}): Fig. 5 skipped")]
+    blocks.append(
+        Figure(
+            path,
+            f"Fig. 5: 2-D t-SNE (scikit-learn, random_state 0) of the validation samples' teacher representations, "
+            f"{fd.label}: each modality teacher and the joint one, before (left) and after (right) the adapters "
+            "align them with the joint representation (Alg. 1, Eq. 1). Top: colored by teacher; bottom: by class, "
+            "marker by teacher. Aligned teachers should overlap while classes stay apart.",
+        )
+    )
+    blocks += [Note(n) for n in notes]
+    return blocks
+
+
+def selection_counts(run: RunDir) -> pd.DataFrame:
+    """Batches per selected teacher, summed over epochs, one row per (seed, fold) of MT-PKDOT."""
+    rows, labels = [], []
+    fds = [fd for fd in run.fold_dirs() if (fd.path / "student_mtpkdot" / "metrics.csv").is_file()]
+    several_seeds = len({fd.seed for fd in fds}) > 1
+    for fd in fds:
+        df = pd.read_csv(fd.path / "student_mtpkdot" / "metrics.csv")
+        sel = [c for c in df.columns if c.startswith("sel_")]
+        if not sel:
+            continue
+        rows.append({c[4:]: float(pd.to_numeric(df[c], errors="coerce").fillna(0).sum()) for c in sel})
+        labels.append(f"s{fd.seed} f{fd.fold}" if several_seeds else f"fold {fd.fold}")
+    return pd.DataFrame(rows, index=labels).fillna(0.0)
+
+
+def _fig6(run: RunDir, out: Path) -> list[Block]:
+    blocks: list[Block] = [Heading("Fig. 6: which teacher MT-PKDOT selected", 3)]
+    counts = selection_counts(run)
+    if counts.empty:
+        return [*blocks, Note("no sel_<teacher> columns in student_mtpkdot/metrics.csv: Fig. 6 skipped")]
+    with_all = pd.concat([counts, counts.sum().to_frame("all").T])
+    path = F.teacher_selection(with_all, out / "fig6_selection.png")
+    shares = F.selection_shares(with_all)
+    blocks.append(
+        Figure(
+            path,
+            "Fig. 6: share of training batches (all epochs) in which each teacher had the lowest task loss and was "
+            "selected (Alg. 2), per fold; 'all' pools the folds. Ties go to the joint teacher.",
+        )
+    )
+    headers = ["Fold", *[f"{t} (%)" for t in shares.columns], "batches"]
+    rows = [
+        [str(i), *[f"{v:.1f}" for v in shares.loc[i]], str(int(with_all.loc[i].sum()))] for i in shares.index
+    ]
+    blocks.append(Table(headers, rows, caption="Table 3: teacher selection per fold (percent of batches)"))
+    pooled = shares.loc["all"]
+    if "joint" in pooled.index:
+        others = ", ".join(f"{t} {v:.1f} %" for t, v in pooled.items() if t != "joint")
+        blocks.append(
+            Text(
+                f"Over all folds the joint teacher was selected in {pooled['joint']:.1f} % of the batches"
+                + (f"; the aligned modality teachers: {others}." if others else ".")
+            )
+        )
+    return blocks
+
+
+def _stage_groups(names: list[str]) -> list[tuple[str, list[str]]]:
+    groups = [
+        ("backbones", [n for n in names if n.startswith("backbone_")]),
+        ("teacher", [n for n in names if n == "teacher"]),
+        ("adapters", [n for n in names if n == "adapters"]),
+        ("tnet", [n for n in names if n == "tnet"]),
+        ("students", [n for n in names if n.startswith("student_")]),
+    ]
+    known = {n for _, g in groups for n in g}
+    groups += [(n, [n]) for n in names if n not in known]
+    return [(g, members) for g, members in groups if members]
+
+
+def _student_order(names: list[str]) -> list[str]:
+    order = {f"student_{m}": i for i, m in enumerate(METHOD_LABELS)}
+    return sorted(names, key=lambda n: (order.get(n, len(order)), n))
+
+
+def _curves(run: RunDir, out: Path) -> list[Block]:
+    blocks: list[Block] = [Heading("Training curves", 3)]
+    fds = [fd for fd in run.fold_dirs() if run.stages(fd)]
+    if not fds:
+        return [*blocks, Note("no metrics.csv in any stage folder: training curves skipped")]
+    fd: FoldDir = fds[0]
+    for group, members in _stage_groups(run.stages(fd)):
+        if group == "students":
+            members = _student_order(members)
+        frames = {}
+        for m in members:
+            try:
+                frames[m] = pd.read_csv(fd.path / m / "metrics.csv")
+            except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+                blocks.append(Note(f"{fd.path}/{m}/metrics.csv unreadable ({exc})"))
+        frames = {k: v for k, v in frames.items() if not v.empty}
+        if not frames:
+            continue
+        path = F.training_curves(frames, out / f"curves_{group}.png", f"{group} ({fd.label})")
+        blocks.append(
+            Figure(
+                path,
+                title=f"Training curves: {group}",
+                caption=f"Training curves of the {group} stage ({fd.label}): every loss term unweighted (left; log scale "
+                "when all are positive) and the validation metric used for model selection (right), per epoch.",
+            )
+        )
+    return blocks
+
+
+def build_blocks(run: RunDir) -> tuple[list[Block], pd.DataFrame | None]:
+    cfg = run.config()
+    name = _get(cfg, "name", run.path.name)
+    blocks: list[Block] = [Heading(f"MT-PKDOT experiment report: {name}", 1)]
+    summary = None
+    if run.summary_path.is_file():
+        try:
+            summary = read_summary(run.summary_path)
+        except ValueError as exc:
+            blocks.append(Note(str(exc)))
+    blocks += setup_blocks(run, cfg, summary)
+    if summary is None or summary.empty:
+        blocks.append(Note("summary.csv missing or empty: no results table (has any fold finished?)"))
+    else:
+        blocks += results_blocks(summary)
+    out = run.figures
+    out.mkdir(parents=True, exist_ok=True)
+    blocks.append(Heading("Figures", 2))
+    for part in (_fig4, _fig5, _fig6, _curves):
+        try:
+            blocks += part(run, out)
+        except Exception as exc:  # a broken figure must not cost the user the tables
+            log.exception("report figure failed")
+            blocks.append(Note(f"{part.__name__[1:]} failed: {type(exc).__name__}: {exc}"))
+    return blocks, summary
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``report.md``, ``report.html``, ``figures/*.png`` and ``results.csv`` into ``run_dir``.
+
+    Returns the path of ``report.md``.
+    """
+    run = RunDir(run_dir)
+    blocks, summary = build_blocks(run)
+    if summary is not None and not summary.empty:
+        agg = aggregate(summary)
+        agg["method"] = pd.Categorical(agg["method"], ordered_methods(summary), ordered=True)
+        atomic_write_csv(agg.sort_values(["method"], kind="stable"), run.path / "results.csv")
+    md = run.path / "report.md"
+    atomic_write_text(md, render_markdown(blocks, run.path))
+    title = blocks[0].text if isinstance(blocks[0], Heading) else "report"
+    atomic_write_text(run.path / "report.html", render_html(blocks, title))
+    return md

@@ -1,0 +1,214 @@
+"""A fake run directory in the layout of docs/internals.md ("Run directory"), with plausible numbers
+from a seeded RNG. Used by the report tests and to try ``mtpkdot report`` without training anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from mtpkdot.atomic import atomic_save_npz, atomic_write_csv, atomic_write_text
+
+# Mean gain over the lower bound per method (accuracy points); the teacher is the upper bound.
+DEFAULT_EFFECTS = {
+    "none": 0.0,
+    "cosine": 0.6,
+    "mse": 0.3,
+    "kl": -0.4,
+    "pkdot": 1.8,
+    "mtpkdot": 2.4,
+    "teacher": 9.0,
+}
+ALL_METHODS = ("none", "cosine", "mse", "kl", "pkdot", "mtpkdot", "teacher")
+
+
+def _cos_sim(x: np.ndarray) -> np.ndarray:
+    x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-8)
+    return x @ x.T
+
+
+def _metrics_frame(
+    rng: np.random.Generator, epochs: int, terms: Sequence[str], val: Sequence[str]
+) -> pd.DataFrame:
+    e = np.arange(epochs)
+    data: dict[str, np.ndarray] = {"epoch": e, "lr": np.full(epochs, 1e-3)}
+    for i, t in enumerate(terms):
+        start = [0.7, 0.05, 0.02, 0.3, 0.5][i % 5]
+        data[f"train_{t}"] = start * np.exp(-e / (epochs / 2)) + rng.uniform(0.001, 0.01, epochs)
+    for v in val:
+        data[f"val_{v}"] = (60 if v == "accuracy" else 0.3) * (1 + 0.2 * (1 - np.exp(-e / 3))) + rng.normal(
+            0, 0.5 if v == "accuracy" else 0.01, epochs
+        )
+    if "total" not in terms and terms:
+        data["train_total"] = sum(data[f"train_{t}"] for t in terms)
+    return pd.DataFrame(data)
+
+
+STUDENT_TERMS = {
+    "none": ["task"],
+    "cosine": ["task", "cosine"],
+    "mse": ["task", "mse"],
+    "kl": ["task", "kl"],
+    "pkdot": ["task", "ot"],
+    "mtpkdot": ["task", "ot", "centroid"],
+}
+
+
+def make_fake_run(
+    path: str | Path,
+    *,
+    seeds: Sequence[int] = (0, 1),
+    folds: int = 3,
+    methods: Sequence[str] = ALL_METHODS,
+    task: str = "classification",
+    effects: Mapping[str, float] | None = None,
+    noise: float = 1.0,
+    rng_seed: int = 0,
+    batch: int = 16,
+    tsne_samples: int = 30,
+    epochs: int = 4,
+    fold_dirs: bool = True,
+    snapshots: bool = True,
+    tsne: bool = True,
+) -> Path:
+    """Write a fake run directory at ``path`` and return it.
+
+    ``task="classification"`` gives an ``accuracy`` column (percent); ``"regression"`` gives
+    ``ccc_valence``, ``ccc_arousal`` and ``ccc_mean``. ``effects`` overrides the per-method gains
+    (in accuracy points, scaled by 1/100 for CCC).
+    """
+    path = Path(path)
+    rng = np.random.default_rng(rng_seed)
+    eff = dict(DEFAULT_EFFECTS, **(effects or {}))
+    regression = task == "regression"
+    metrics = ["ccc_valence", "ccc_arousal"] if regression else ["accuracy"]
+    cfg = {
+        "name": path.name,
+        "seeds": list(seeds),
+        "data": {
+            "dataset": "synthetic_biovid" if not regression else "synthetic_affwild2",
+            "task": "bl1_pa4" if not regression else "va",
+            "modalities": {
+                "video": {"kind": "video", "backbone": "tiny3d"},
+                "eda": {"kind": "eda", "backbone": "cnn1d"},
+            },
+            "prevalent": ["video"],
+            "privileged": ["eda"],
+        },
+        "protocol": {"scheme": "kfold", "folds": folds, "val_subjects": 0.2, "train_subjects": None},
+        "teacher": {"fusion": "concat"},
+        "student": {"batch_size": batch, "epochs": epochs, "methods": [m for m in methods if m != "teacher"]},
+        "distill": {
+            "k": 5,
+            "alpha": 0.8,
+            "beta": 0.2,
+            "gamma": 0.2,
+            "centroid": "similarity",
+            "selection": "per_batch",
+        },
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    subjects = np.arange(folds * 4)
+    atomic_write_csv(
+        pd.DataFrame(
+            {
+                "sample_id": [f"s{s}_{i}" for s in subjects for i in range(3)],
+                "subject_id": np.repeat(subjects, 3),
+                "fold": np.repeat(subjects % folds, 3),
+            }
+        ),
+        path / "folds.csv",
+    )
+    rows = []
+    for seed in seeds:
+        for fold in range(folds):
+            base = 70.0 + rng.normal(0, 2.0)  # folds differ more than methods: the reason to pair
+            for m in methods:
+                value = base + eff.get(m, 0.0) + rng.normal(0, noise)
+                row = {"seed": seed, "fold": fold, "method": m}
+                if regression:
+                    row["ccc_valence"] = round((value - 30) / 100, 6)
+                    row["ccc_arousal"] = round((value - 20) / 100 + rng.normal(0, 0.01), 6)
+                    row["ccc_mean"] = round((row["ccc_valence"] + row["ccc_arousal"]) / 2, 6)
+                else:
+                    row["accuracy"] = round(value, 6)
+                row["n_test"] = 24
+                rows.append(row)
+            if fold_dirs:
+                _fake_fold(
+                    path / f"seed{seed}" / f"fold{fold}",
+                    rng,
+                    methods,
+                    metrics,
+                    epochs,
+                    batch,
+                    tsne_samples,
+                    snapshots=snapshots,
+                    tsne=tsne,
+                )
+    atomic_write_csv(pd.DataFrame(rows), path / "summary.csv")
+    return path
+
+
+def _fake_fold(
+    fd: Path,
+    rng: np.random.Generator,
+    methods: Sequence[str],
+    metrics: Sequence[str],
+    epochs: int,
+    batch: int,
+    n: int,
+    *,
+    snapshots: bool,
+    tsne: bool,
+) -> None:
+    val = ["ccc_mean"] if "ccc_valence" in metrics else ["accuracy"]
+    for stage, terms in (
+        ("backbone_video", ["task"]),
+        ("backbone_eda", ["task"]),
+        ("teacher", ["task"]),
+        ("tnet", ["mse", "cosine"]),
+        ("adapters", ["cosine", "task"]),
+    ):
+        (fd / stage).mkdir(parents=True, exist_ok=True)
+        atomic_write_csv(
+            _metrics_frame(rng, epochs, terms, [] if stage == "tnet" else val), fd / stage / "metrics.csv"
+        )
+    for m in methods:
+        if m == "teacher":
+            continue
+        sd = fd / f"student_{m}"
+        sd.mkdir(parents=True, exist_ok=True)
+        df = _metrics_frame(rng, epochs, STUDENT_TERMS.get(m, ["task"]), val)
+        if m == "mtpkdot":
+            batches = 10
+            for e in range(epochs):
+                p = rng.dirichlet([8, 2, 1])
+                counts = rng.multinomial(batches, p)
+                for name, c in zip(("joint", "video", "eda"), counts, strict=True):
+                    df.loc[e, f"sel_{name}"] = c
+        atomic_write_csv(df, sd / "metrics.csv")
+        if snapshots and m in ("pkdot", "mtpkdot"):
+            y = rng.integers(0, 2, batch)
+            teacher = rng.normal(0, 0.3, (batch, 8)) + np.eye(8)[y * 3]
+            noise = rng.normal(0, 1, (batch, 8))
+            snaps = {"teacher": _cos_sim(teacher)}
+            for pct in (0, 50, 75, 100):
+                w = pct / 100
+                snaps[f"student_{pct}"] = _cos_sim(w * teacher + (1 - w) * noise)
+            atomic_save_npz(sd / "snapshots.npz", **snaps)
+    if tsne:
+        labels = rng.integers(0, 2, n)
+        center = np.eye(6)[labels] * 3
+        arrays = {"labels": labels}
+        for i, name in enumerate(("video", "eda", "joint")):
+            offset = np.zeros(6)
+            offset[2 + i] = 6.0  # before alignment each teacher sits in its own region
+            arrays[f"before_{name}"] = center + offset + rng.normal(0, 0.5, (n, 6))
+            arrays[f"after_{name}"] = center + rng.normal(0, 0.5, (n, 6))
+        atomic_save_npz(fd / "adapters" / "tsne.npz", **arrays)
