@@ -1,0 +1,70 @@
+"""The manifest: one row per sample, the common output of every dataset reader (docs/internals.md, Data).
+
+Columns: ``sample_id`` (unique str), ``subject_id`` (str, the grouping unit of the folds), ``label``
+(int class) for classification or ``annotation`` (path of a per-frame valence/arousal file) plus
+``frame_start``/``frame_count`` for Affwild2-like sequences, one ``path_<modality>`` column per
+modality, and ``split`` (``train``/``val``/``test`` for official splits, empty otherwise). Readers may add
+columns (``class_name``, ``video_id``, ``start_frame``, ``end_frame``) that ``prepare`` understands.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mtpkdot.registry import DATASETS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+REQUIRED = ("sample_id", "subject_id", "split")
+
+
+def path_column(modality: str) -> str:
+    return f"path_{modality}"
+
+
+def check_manifest(df: pd.DataFrame, modalities: list[str], source: str) -> pd.DataFrame:
+    """Validate a reader's output; errors name ``source`` (the file or folder the manifest came from)."""
+    if df.empty:
+        raise ValueError(f"no samples found in {source}")
+    missing = [c for c in REQUIRED if c not in df.columns]
+    missing += [path_column(m) for m in modalities if path_column(m) not in df.columns]
+    if "label" not in df.columns and "annotation" not in df.columns:
+        missing.append("label")
+    if missing:
+        raise ValueError(f"manifest from {source} lacks column(s) {missing}")
+    df = df.copy()
+    df["sample_id"] = df["sample_id"].astype(str)
+    df["subject_id"] = df["subject_id"].astype(str)
+    df["split"] = df["split"].fillna("").astype(str)
+    dup = df["sample_id"][df["sample_id"].duplicated()]
+    if len(dup):
+        raise ValueError(f"duplicate sample_id {dup.iloc[0]!r} in {source}")
+    bad = sorted(set(df["split"]) - {"", "train", "val", "test"})
+    if bad:
+        raise ValueError(f"unknown split value(s) {bad} in {source} (train, val, test or empty)")
+    if "label" in df.columns:
+        if df["label"].isna().any():
+            row = int(df["label"].isna().to_numpy().argmax())
+            raise ValueError(f"missing label for sample {df['sample_id'].iloc[row]!r} in {source}")
+        df["label"] = df["label"].astype("int64")
+    return df.reset_index(drop=True)
+
+
+def task_spec(df: pd.DataFrame) -> dict[str, Any]:
+    """Arguments of ``mtpkdot.tasks.Task`` for this manifest (stored in the store's meta.json)."""
+    if "label" not in df.columns:
+        return {"kind": "regression", "num_outputs": 2, "names": ["valence", "arousal"]}
+    n = int(df["label"].max()) + 1
+    names = [str(i) for i in range(n)]
+    if "class_name" in df.columns:
+        for lab, name in df.groupby("label")["class_name"].first().items():
+            names[int(lab)] = str(name)
+    return {"kind": "classification", "num_outputs": n, "names": names}
+
+
+def read_manifest(data_cfg: Any) -> pd.DataFrame:
+    """Run the reader named by ``data.dataset`` and validate its output."""
+    reader = DATASETS.get(data_cfg.dataset)
+    df = reader(data_cfg)
+    return check_manifest(df, list(data_cfg.modalities), f"{data_cfg.dataset} reader ({data_cfg.root})")

@@ -1,0 +1,59 @@
+"""Bring-your-own data: a CSV manifest plus one array file per sample and modality (docs/data.md).
+
+``data.manifest`` is a comma-separated CSV with columns ``sample_id, subject_id, label`` (int class
+0..C-1), one ``path_<modality>`` column per modality in ``data.modalities``, and optionally ``split``
+(train/val/test or empty) and ``class_name``. Relative paths resolve against the manifest's folder.
+Files: ``.npy`` (signals ``C x T`` or ``T``; video ``T x H x W x C``; features ``D``; audio a waveform),
+a folder of frame images, a video file, or a biosignal CSV (``time`` plus the modality's ``column``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mtpkdot.data.manifest import path_column
+from mtpkdot.registry import DATASETS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@DATASETS.register("own")
+def read_own(data_cfg: Any) -> pd.DataFrame:
+    """Your own multimodal data from a CSV manifest (any modalities, any of them privileged)."""
+    import pandas as pd
+
+    if data_cfg.manifest is None:
+        raise ValueError("dataset 'own' needs data.manifest (the CSV manifest path)")
+    path = Path(data_cfg.manifest)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} does not exist")
+    try:
+        df = pd.read_csv(path, dtype={"sample_id": str, "subject_id": str, "split": str})
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"cannot parse manifest {path}: {exc}") from None
+    need = ["sample_id", "subject_id", "label"] + [path_column(m) for m in data_cfg.modalities]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise ValueError(f"manifest {path} lacks column(s) {missing} (columns: {list(df.columns)})")
+    if df.empty:
+        raise ValueError(f"manifest {path} has no rows")
+    for col in need:
+        if df[col].isna().any():
+            row = int(df[col].isna().to_numpy().argmax())
+            raise ValueError(f"manifest {path}: empty {col!r} in data row {row + 1}")
+    labels = pd.to_numeric(df["label"], errors="coerce")
+    if labels.isna().any() or (labels % 1 != 0).any() or (labels < 0).any():
+        row = int((labels.isna() | (labels % 1 != 0) | (labels < 0)).to_numpy().argmax())
+        raise ValueError(
+            f"manifest {path}: label {df['label'].iloc[row]!r} in data row {row + 1} is not a class index >= 0"
+        )
+    df["label"] = labels.astype("int64")
+    base = path.parent
+    for m in data_cfg.modalities:
+        col = path_column(m)
+        df[col] = [str(p if Path(p).is_absolute() else (base / p)) for p in df[col].astype(str)]
+    if "split" not in df.columns:
+        df["split"] = ""
+    return df

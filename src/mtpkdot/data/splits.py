@@ -1,0 +1,152 @@
+"""Subject-wise folds, persisted with the manifest hash, and the per-fold train / val / test indices.
+
+DESIGN.md section 4: 5-fold StratifiedGroupKFold by subject (or leave-one-subject-out, or the official
+split for Affwild2); inside the training subjects of a fold, a validation subset of subjects selects
+epochs; the test fold is touched once. The released code split by video and selected on the test
+fold (reference-notes section 5.2, items 1-2); here no subject is ever in two roles of a fold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtpkdot.atomic import atomic_write_csv, atomic_write_text
+
+
+def manifest_hash(df: pd.DataFrame) -> str:
+    """Hash of the sample -> subject (-> label) assignment; paths are left out so moving data keeps folds."""
+    cols = [c for c in ("sample_id", "subject_id", "label") if c in df.columns]
+    body = df[cols].astype(str).sort_values("sample_id").to_csv(index=False)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def make_folds(
+    manifest: pd.DataFrame, scheme: str = "kfold", n_folds: int = 5, seed: int = 0
+) -> pd.DataFrame:
+    """Assign each sample a fold -> DataFrame ``sample_id, subject_id, fold``.
+
+    ``kfold``: StratifiedGroupKFold by subject (stratified by ``label`` when present, GroupKFold order
+    otherwise). ``loso``: one fold per subject. ``official``: rows with ``split == "test"`` form fold 0,
+    every other row gets fold -1 (never tested).
+    """
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+    df = manifest[["sample_id", "subject_id"]].astype(str).reset_index(drop=True)
+    subjects = df["subject_id"].to_numpy()
+    n_subj = len(np.unique(subjects))
+    fold = np.full(len(df), -1, dtype=np.int64)
+    if scheme == "official":
+        if "split" not in manifest.columns or not (manifest["split"] == "test").any():
+            raise ValueError(
+                "scheme 'official' needs a manifest with split == 'test' rows (an official split)"
+            )
+        fold[(manifest["split"] == "test").to_numpy()] = 0
+    elif scheme == "loso":
+        if n_subj < 2:
+            raise ValueError(f"too few subjects for leave-one-subject-out: {n_subj} subject in the manifest")
+        order = {s: i for i, s in enumerate(sorted(np.unique(subjects)))}
+        fold = np.asarray([order[s] for s in subjects], dtype=np.int64)
+    elif scheme == "kfold":
+        if n_subj < n_folds:
+            raise ValueError(f"too few subjects for {n_folds} folds: {n_subj} subjects in the manifest")
+        if "label" in manifest.columns:
+            splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+            splits = splitter.split(df, manifest["label"].to_numpy(), groups=subjects)
+        else:
+            rng = np.random.default_rng(seed)
+            perm = {s: i for i, s in enumerate(rng.permutation(np.unique(subjects)))}
+            splits = GroupKFold(n_splits=n_folds).split(df, groups=[perm[s] for s in subjects])
+        for k, (_, test) in enumerate(splits):
+            fold[test] = k
+    else:
+        raise ValueError(f"unknown fold scheme {scheme!r} (kfold, loso, official)")
+    df["fold"] = fold
+    return df
+
+
+def save_folds(path: str | Path, folds: pd.DataFrame, manifest: pd.DataFrame, **info: Any) -> Path:
+    """Write ``folds.csv`` and ``folds.meta.json`` (the manifest hash plus ``info``, e.g. scheme, seed)."""
+    path = Path(path)
+    atomic_write_csv(folds[["sample_id", "subject_id", "fold"]], path)
+    meta = {"manifest_hash": manifest_hash(manifest), **info}
+    atomic_write_text(path.with_suffix(".meta.json"), json.dumps(meta, indent=1))
+    return path
+
+
+def load_folds(path: str | Path, manifest: pd.DataFrame) -> pd.DataFrame:
+    """Read folds written by :func:`save_folds`; raise if they were made for another manifest."""
+    path = Path(path)
+    meta_path = path.with_suffix(".meta.json")
+    if not path.is_file() or not meta_path.is_file():
+        raise FileNotFoundError(f"fold file {path} (or its {meta_path.name}) does not exist")
+    meta = json.loads(meta_path.read_text())
+    now = manifest_hash(manifest)
+    if meta.get("manifest_hash") != now:
+        raise ValueError(
+            f"{path} was made for another manifest (hash {meta.get('manifest_hash')}, now {now}); "
+            "delete it to make new folds"
+        )
+    return pd.read_csv(path, dtype={"sample_id": str, "subject_id": str})
+
+
+def fold_indices(
+    store_manifest: Any,
+    folds: pd.DataFrame,
+    k: int,
+    val_share: float = 0.2,
+    seed: int = 0,
+    train_subjects: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Array indices into the store for fold ``k`` -> ``{"train", "val", "test"}``.
+
+    Test: the samples of fold ``k``. Validation: ``round(val_share * n)`` (at least 1) of the remaining
+    subjects, drawn with ``seed``; train: the other remaining subjects, or only ``train_subjects`` of
+    them (low-data setting). Samples of the store missing from ``folds`` raise; samples in ``folds``
+    but not in the store (left out by ``prepare``) are ignored.
+    """
+    df = store_manifest.manifest if hasattr(store_manifest, "manifest") else store_manifest
+    sid = df["sample_id"].astype(str).to_numpy()
+    subj = df["subject_id"].astype(str).to_numpy()
+    fmap = dict(zip(folds["sample_id"].astype(str), folds["fold"].astype(int), strict=True))
+    missing = [s for s in sid if s not in fmap]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} store samples have no fold (first: {missing[0]!r}); folds are stale"
+        )
+    fold = np.asarray([fmap[s] for s in sid])
+    if k not in set(fold.tolist()):
+        raise ValueError(f"fold {k} does not exist (folds: {sorted(set(fold.tolist()) - {-1})})")
+    test = np.flatnonzero(fold == k)
+    test_subj = set(subj[test])
+    pool = sorted(set(subj) - test_subj)
+    if len(pool) < 2:
+        raise ValueError(
+            f"too few training subjects in fold {k}: {len(pool)} (need 2: one to train, one to validate)"
+        )
+    rng = np.random.default_rng([seed, k])
+    order = [pool[i] for i in rng.permutation(len(pool))]
+    n_val = min(max(1, int(round(val_share * len(pool)))), len(pool) - 1)
+    val_subj, train_subj = set(order[:n_val]), order[n_val:]
+    if train_subjects is not None:
+        if train_subjects > len(train_subj):
+            raise ValueError(
+                f"train_subjects={train_subjects} but fold {k} has only {len(train_subj)} training subjects"
+            )
+        train_subj = train_subj[:train_subjects]
+    train_set = set(train_subj)
+    out = {
+        "train": np.flatnonzero(np.isin(subj, list(train_set))),
+        "val": np.flatnonzero(np.isin(subj, list(val_subj))),
+        "test": test,
+    }
+    roles = [set(subj[out[r]]) for r in ("train", "val", "test")]
+    assert not (roles[0] & roles[1] or roles[0] & roles[2] or roles[1] & roles[2]), (
+        "a subject is in two roles"
+    )
+    return out
