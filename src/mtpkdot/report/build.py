@@ -26,7 +26,7 @@ from mtpkdot.report.tables import (
     ordered_methods,
     read_summary,
     results_table,
-    tests_table,
+    stats_table,
 )
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def results_blocks(summary: pd.DataFrame) -> list[Block]:
     missing = [m for m in METHOD_LABELS if m not in set(summary["method"])]
     if missing:
         blocks.append(Note(f"not run in this experiment: {', '.join(missing)}"))
-    th, tr = tests_table(summary)
+    th, tr = stats_table(summary)
     blocks += [
         Text(
             "Paired Wilcoxon signed-rank tests (scipy.stats.wilcoxon, zero_method="

@@ -426,7 +426,7 @@ def write_sweep_report(out_dir: str | Path) -> Path:
         methods_here = list(dict.fromkeys(have["method"]))
         headers = [*grid_cols, *[f"{m}" for m in methods_here], "n"]
         rows = []
-        for point, grp in have.groupby("point", sort=False):
+        for _point, grp in have.groupby("point", sort=False):
             first = grp.iloc[0]
             by_m = {r["method"]: r for _, r in grp.iterrows()}
             rows.append(

@@ -173,7 +173,7 @@ def _test_cell(test: PairedTest | None, metric: str) -> tuple[str, str]:
     return diff, f"{test.describe_p()} (n={test.n})"
 
 
-def tests_table(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+def stats_table(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Headers and rows of the statistics table: mean paired difference, Wilcoxon p and pairs."""
     tests = comparisons(summary)
     headers = [

@@ -1,0 +1,159 @@
+"""Paired Wilcoxon tests and the sentences generated from the numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import wilcoxon
+
+from mtpkdot.report.stats import min_reachable_p, paired_test, paired_values, wilcoxon_test
+from mtpkdot.report.tables import aggregate, findings, stats_table
+
+
+def summary_from(values: dict[str, list[float]], seeds=(0,)) -> pd.DataFrame:
+    rows = []
+    n = len(next(iter(values.values())))
+    for i in range(n):
+        for method, vals in values.items():
+            rows.append({"seed": seeds[i % len(seeds)], "fold": i, "method": method, "accuracy": vals[i]})
+    return pd.DataFrame(rows)
+
+
+def test_pairs_are_matched_on_seed_and_fold_not_on_row_order():
+    rng = np.random.default_rng(3)
+    rows = []
+    for seed in (0, 1):
+        for fold in range(4):
+            base = rng.normal(70, 5)
+            rows.append({"seed": seed, "fold": fold, "method": "none", "accuracy": base})
+            rows.append(
+                {"seed": seed, "fold": fold, "method": "pkdot", "accuracy": base + 1 + rng.normal(0, 0.3)}
+            )
+    df = pd.DataFrame(rows)
+    shuffled = df.sample(frac=1.0, random_state=1)
+    shuffled = shuffled[
+        ~((shuffled["method"] == "pkdot") & (shuffled["seed"] == 1) & (shuffled["fold"] == 3))
+    ]
+    x, y = paired_values(shuffled, "pkdot", "none", "accuracy")
+    assert len(x) == 7  # the missing (seed 1, fold 3) result drops that pair only
+    np.testing.assert_allclose(x - y, (x - y).clip(min=0))  # every matched difference is positive here
+    wide = df.pivot_table(index=["seed", "fold"], columns="method", values="accuracy").drop((1, 3))
+    t = paired_test(shuffled, "pkdot", "none", "accuracy")
+    ref = wilcoxon(wide["pkdot"], wide["none"], zero_method="wilcox", alternative="two-sided")
+    assert t.n == 7 and t.statistic == pytest.approx(ref.statistic) and t.p == pytest.approx(ref.pvalue)
+    assert t.mean_diff == pytest.approx((wide["pkdot"] - wide["none"]).mean())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_wilcoxon_matches_scipy_with_ties_and_zeros(seed):
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(70, 2, 12), 0)
+    y = x + rng.choice([-2.0, -1.0, 0.0, 1.0, 2.0, 3.0], 12)
+    stat, p, reason = wilcoxon_test(x, y)
+    ref = wilcoxon(x, y, zero_method="wilcox", alternative="two-sided")
+    assert reason == ""
+    assert stat == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
+
+
+@pytest.mark.parametrize(
+    "x,y",
+    [([70.0], [71.0]), ([70.0, 71.0], [70.0, 71.0]), ([70.0, 71.0, 72.0], [70.0, 71.0, 73.0])],
+    ids=["one pair", "all zero", "one nonzero"],
+)
+def test_too_few_pairs_gives_no_p(x, y):
+    stat, p, reason = wilcoxon_test(np.array(x), np.array(y))
+    assert math.isnan(p) and math.isnan(stat)
+    assert reason.startswith("n too small")
+
+
+def test_min_reachable_p():
+    assert min_reachable_p(5) == pytest.approx(0.0625)
+    assert min_reachable_p(6) == pytest.approx(0.03125)
+    # the exact two-sided test with all differences of one sign reaches exactly that bound
+    assert wilcoxon(np.arange(6) + 1.0, np.zeros(6)).pvalue == pytest.approx(min_reachable_p(6))
+
+
+def test_does_not_improve_sentence_appears_exactly_when_mean_is_not_higher():
+    s = summary_from(
+        {
+            "none": [70, 71, 72, 73, 74, 75],
+            "cosine": [69, 70, 71, 72, 73, 76],  # mean 71.83 < 72.5
+            "mse": [70, 71, 72, 73, 74, 75],  # equal mean: "not higher" -> does not improve
+            "pkdot": [72, 73, 74, 75, 76, 77],
+            "mtpkdot": [71, 72, 74, 74, 75, 78],  # 74.0 vs PKDOT 74.5: does not beat PKDOT
+            "teacher": [80, 81, 82, 83, 84, 85],
+        }
+    )
+    text = findings(s)
+    joined = "\n".join(text)
+    assert "Cosine PKD does not improve over the lower bound" in joined
+    assert "MSE PKD does not improve over the lower bound" in joined
+    assert "PKDOT is above the lower bound" in joined
+    assert "PKDOT does not improve" not in joined
+    assert "MT-PKDOT is above the lower bound" in joined
+    assert "MT-PKDOT does not beat PKDOT on this run (74.00 vs 74.50" in joined
+    # cosine's sentence carries its own numbers and the test that goes with them
+    cos = next(t for t in text if t.startswith("Accuracy (%): Cosine"))
+    p = wilcoxon(
+        s[s.method == "cosine"].accuracy.to_numpy(), s[s.method == "none"].accuracy.to_numpy()
+    ).pvalue
+    assert "71.83 vs 72.50" in cos and f"p={p:.3f}" in cos
+
+
+def test_beats_sentence_and_gap_closed():
+    s = summary_from(
+        {
+            "none": [70, 71, 72, 73, 74, 75],
+            "pkdot": [71, 72, 73, 74, 75, 76],
+            "mtpkdot": [72, 73, 74, 75, 76, 77],
+            "teacher": [80, 81, 82, 83, 84, 85],
+        }
+    )
+    joined = "\n".join(findings(s))
+    assert "MT-PKDOT beats PKDOT on this run (74.50 vs 73.50; p=0.031, 6 pairs; significant" in joined
+    assert "does not improve" not in joined
+    assert "closes 20 % of the gap" in joined  # (74.5 - 72.5) / (82.5 - 72.5)
+
+
+def test_teacher_below_lower_bound_is_said():
+    s = summary_from({"none": [70, 71, 72], "mtpkdot": [71, 72, 73], "teacher": [69, 70, 71]})
+    assert any("is not above the lower bound" in t for t in findings(s))
+
+
+def test_regression_findings_per_target():
+    rng = np.random.default_rng(0)
+    rows = []
+    for fold in range(5):
+        for m, shift in (("none", 0.0), ("mtpkdot", -0.05), ("teacher", 0.2)):
+            rows.append(
+                {
+                    "seed": 0,
+                    "fold": fold,
+                    "method": m,
+                    "ccc_valence": 0.4 + shift + rng.normal(0, 0.01),
+                    "ccc_arousal": 0.5 - shift + rng.normal(0, 0.01),
+                    "ccc_mean": 0.0,
+                }
+            )
+    text = findings(pd.DataFrame(rows))
+    assert any(t.startswith("CCC valence: MT-PKDOT does not improve") for t in text)
+    assert any(t.startswith("CCC arousal: MT-PKDOT is above") for t in text)
+    headers, trows = stats_table(pd.DataFrame(rows))
+    assert {r[1] for r in trows} == {"CCC valence", "CCC arousal"}
+
+
+def test_aggregate_std_is_sample_std_and_nan_for_one_value():
+    s = summary_from({"none": [70.0, 72.0, 77.0], "kl": [60.0, float("nan"), float("nan")]})
+    agg = aggregate(s).set_index("method")
+    assert agg.loc["none", "std"] == pytest.approx(np.std([70, 72, 77], ddof=1))
+    assert agg.loc["kl", "n"] == 1 and math.isnan(agg.loc["kl", "std"])
+
+
+def test_duplicate_rows_are_an_error():
+    s = summary_from({"none": [70, 71], "pkdot": [71, 72]})
+    s = pd.concat([s, s.iloc[[0]]])
+    with pytest.raises(ValueError, match="several rows"):
+        paired_test(s, "pkdot", "none", "accuracy")

@@ -1,0 +1,258 @@
+"""Sweep grid parsing, planning (skips, shared store, methods) and the sweep report from fake point dirs."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mtpkdot.report.fake import make_fake_run
+from mtpkdot.report.sweep import (
+    SweepError,
+    grid_points,
+    parse_grid,
+    plan_sweep,
+    run_sweep,
+    write_sweep_report,
+)
+from mtpkdot.report.tables import parse_markdown_tables, parse_mean_std
+
+
+@pytest.fixture
+def base_config(tmp_path):
+    cfg = {
+        "name": "tiny",
+        "seeds": [0, 1],
+        "data": {
+            "dataset": "synthetic_biovid",
+            "modalities": {"video": {"kind": "video"}, "eda": {"kind": "eda", "backbone": "cnn1d"}},
+        },
+        "protocol": {"folds": 3},
+    }
+    path = tmp_path / "base.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_parse_grid_maps_keys_and_types_values():
+    axes = parse_grid(
+        [
+            "batch_size=32,64",
+            "anchors=10",
+            "centroid=none,similarity",
+            "student.lr=1e-4,0.5",
+            "distill.debias=true",
+        ]
+    )
+    assert [(a.name, a.key) for a in axes] == [
+        ("batch_size", "student.batch_size"),
+        ("anchors", "distill.k"),
+        ("centroid", "distill.centroid"),
+        ("student.lr", "student.lr"),
+        ("distill.debias", "distill.debias"),
+    ]
+    assert axes[0].values == [32, 64] and all(type(v) is int for v in axes[0].values)
+    assert axes[2].values == ["none", "similarity"]
+    assert axes[3].values == [1e-4, 0.5] and all(type(v) is float for v in axes[3].values)
+    assert axes[4].values == [True]
+
+
+@pytest.mark.parametrize(
+    "items,match",
+    [
+        (["batch_size"], "key=v1"),
+        (["=1,2"], "empty key"),
+        (["anchors=10,,20"], "empty value"),
+        (["anchors=10,10"], "repeats"),
+        (["anchors=10", "distill.k=20"], "twice"),
+        ([], "at least one"),
+    ],
+)
+def test_parse_grid_errors(items, match):
+    with pytest.raises(SweepError, match=match):
+        parse_grid(items)
+
+
+def test_grid_points_product_and_names():
+    pts = grid_points(parse_grid(["batch_size=32,64", "anchors=10,20"]))
+    assert [p.name for p in pts] == [
+        "batch_size-32_anchors-10",
+        "batch_size-32_anchors-20",
+        "batch_size-64_anchors-10",
+        "batch_size-64_anchors-20",
+    ]
+    assert pts[1].values == {"batch_size": 32, "anchors": 20}
+
+
+def test_plan_applies_values_skips_invalid_points_and_restricts_methods(base_config, tmp_path):
+    axes = parse_grid(["batch_size=16,32", "anchors=20", "centroid=none,features"])
+    out, plan = plan_sweep(base_config, axes, ["student.epochs=2"], None, tmp_path / "sw")
+    assert out == tmp_path / "sw"
+    by_name = {p.name: (p, cfg) for p, cfg in plan}
+    p, cfg = by_name["batch_size-32_anchors-20_centroid-features"]
+    assert p.status == "planned"
+    assert (cfg.student.batch_size, cfg.distill.k, cfg.distill.centroid) == (32, 20, "features")
+    assert cfg.student.epochs == 2  # --set applies to every point
+    assert cfg.student.methods == ["none", "mtpkdot"]
+    assert cfg.data.store == (tmp_path / "sw" / "store").resolve()  # prepared once, shared by the points
+    skipped = [p for p, _ in plan if p.status == "skipped"]
+    assert {p.name for p in skipped} == {
+        "batch_size-16_anchors-20_centroid-none",
+        "batch_size-16_anchors-20_centroid-features",
+    }
+    assert "anchors k=20 >= batch size b=16" in skipped[0].reason
+    _, plan = plan_sweep(base_config, axes, [], ["pkdot", "mtpkdot"], tmp_path / "sw")
+    assert plan[0][1].student.methods == ["pkdot", "mtpkdot"]
+
+
+def test_plan_rejects_invalid_value_with_point_name(base_config, tmp_path):
+    with pytest.raises(SweepError, match="centroid-bogus"):
+        plan_sweep(base_config, parse_grid(["centroid=bogus"]), [], None, tmp_path / "sw")
+
+
+def fake_runner(calls):
+    """Stands in for the pipeline: a fake run whose MT-PKDOT gain grows with b and k, +0.5 with the centroid."""
+
+    def run(cfg, out):
+        calls.append(out.name)
+        b, k, c = cfg.student.batch_size, cfg.distill.k, cfg.distill.centroid
+        if b == 64 and k == 10 and c == "none":
+            raise RuntimeError("boom")
+        gain = 1.0 + b / 32 + k / 10 + (0.5 if c != "none" else 0.0)
+        make_fake_run(
+            out,
+            seeds=cfg.seeds,
+            folds=cfg.protocol.folds,
+            methods=[*cfg.student.methods, "teacher"],
+            effects={"mtpkdot": gain},
+            noise=0.0,  # exact gains, so the report's numbers can be checked
+            fold_dirs=False,
+        )
+
+    return run
+
+
+@pytest.fixture
+def sweep_dir(base_config, tmp_path):
+    calls: list[str] = []
+    md = run_sweep(
+        base_config,
+        ["batch_size=16,32,64", "anchors=10,20", "centroid=none,similarity"],
+        out=tmp_path / "sw",
+        runner=fake_runner(calls),
+    )
+    return md.parent, calls
+
+
+def test_sweep_runs_points_records_skips_and_failures(sweep_dir):
+    out, calls = sweep_dir
+    assert len(calls) == 10  # 12 points minus the two with k=20 >= b=16
+    plan = json.loads((out / "sweep.json").read_text())
+    status = {p["name"]: p["status"] for p in plan["points"]}
+    assert status["batch_size-64_anchors-10_centroid-none"] == "failed"
+    assert status["batch_size-16_anchors-20_centroid-none"] == "skipped"
+    assert sum(s == "done" for s in status.values()) == 9
+    md = (out / "sweep_report.md").read_text()
+    assert "skipped: anchors k=20 >= batch size b=16" in md
+    assert "batch_size-64_anchors-10_centroid-none failed: RuntimeError: boom" in md
+
+
+def test_sweep_csv_holds_settings_and_metric(sweep_dir):
+    out, _ = sweep_dir
+    df = pd.read_csv(out / "sweep.csv")
+    for col in (
+        "point",
+        "batch_size",
+        "anchors",
+        "centroid",
+        "method",
+        "metric",
+        "mean",
+        "std",
+        "n",
+        "status",
+    ):
+        assert col in df.columns
+    mt = df[(df["method"] == "mtpkdot")].set_index("point")
+    none = df[(df["method"] == "none")].set_index("point")
+    # with noise 0, the MT-PKDOT minus lower-bound gap is exactly the injected gain
+    for point, r in mt.iterrows():
+        gain = 1.0 + r["batch_size"] / 32 + r["anchors"] / 10 + (0.5 if r["centroid"] != "none" else 0.0)
+        assert r["mean"] - none.loc[point, "mean"] == pytest.approx(gain)
+        assert r["n"] == 6
+    assert set(df.loc[df["status"] == "skipped", "anchors"]) == {20}
+
+
+def test_sweep_report_figure_and_centroid_table(sweep_dir):
+    from test_report_build import assert_valid_png
+
+    out, _ = sweep_dir
+    assert_valid_png(out / "figures" / "fig7_sweep.png")
+    md = (out / "sweep_report.md").read_text()
+    html = (out / "sweep_report.html").read_text()
+    assert html.count("data:image/png;base64,") == 1
+    table6 = next(t for t in parse_markdown_tables(md) if t and "centroid=none" in t[0])
+    df = pd.read_csv(out / "sweep.csv")
+    for row in table6:
+        b, k = int(row["batch_size"]), int(row["anchors"])
+        for c in ("none", "similarity"):
+            cell = row[f"centroid={c}"]
+            sel = df[(df.batch_size == b) & (df.anchors == k) & (df.centroid == c) & (df.method == "mtpkdot")]
+            if sel.empty:  # the failed point
+                assert cell == "—"
+            else:
+                assert parse_mean_std(cell)[0] == pytest.approx(sel["mean"].iloc[0], abs=0.005)
+    assert "MT-PKDOT with centroid `similarity` is above centroid `none`" in md
+    # every (seed, fold) pair differs by exactly +0.5: a two-sided exact test on 6 pairs gives 2/64
+    assert "p=0.031 (n=6)" in md
+
+
+def test_rerun_resumes_and_report_command(sweep_dir, base_config):
+    from mtpkdot.cli import app
+
+    out, _ = sweep_dir
+    calls: list[str] = []
+    run_sweep(
+        base_config,
+        ["batch_size=16,32,64", "anchors=10,20", "centroid=none,similarity"],
+        out=out,
+        runner=fake_runner(calls),
+    )
+    assert len(calls) == 10  # the pipeline itself skips finished stages; the sweep calls it per point
+    res = CliRunner().invoke(app, ["report", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "sweep_report.md" in res.output
+
+
+def test_cli_dry_run_lists_points(base_config, tmp_path):
+    from mtpkdot.cli import app
+
+    res = CliRunner().invoke(
+        app,
+        [
+            "sweep",
+            str(base_config),
+            "--grid",
+            "batch_size=8,32",
+            "--grid",
+            "anchors=10",
+            "--out",
+            str(tmp_path / "sw"),
+            "--dry-run",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "batch_size-8_anchors-10  SKIP" in res.output
+    assert "batch_size-32_anchors-10\n" in res.output
+    res = CliRunner().invoke(app, ["sweep", str(base_config), "--grid", "anchors"])
+    assert res.exit_code == 2 and "key=v1" in res.output
+
+
+def test_sweep_report_without_results(tmp_path, base_config):
+    out = tmp_path / "sw"
+    run_sweep(base_config, ["anchors=5,10"], out=out, runner=lambda cfg, d: None)
+    md = write_sweep_report(out).read_text()
+    assert "no grid point has results yet" in md
