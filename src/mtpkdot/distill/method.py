@@ -71,7 +71,8 @@ class Method(nn.Module):
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """What the optimiser steps: the student's parameters that require grad, frozen T-Nets excluded."""
         frozen = {id(p) for p in getattr(self.student, "tnets", nn.Module()).parameters()}
-        for p in self.student.parameters():
+        own = getattr(self.student, "trainable_parameters", None)
+        for p in own() if callable(own) else self.student.parameters():
             if p.requires_grad and id(p) not in frozen:
                 yield p
 
