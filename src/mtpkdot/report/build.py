@@ -309,6 +309,8 @@ def build_blocks(run: RunDir) -> tuple[list[Block], pd.DataFrame | None]:
         blocks += results_blocks(summary)
     out = run.figures
     out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("fig[4-6]_*.png"), *out.glob("curves_*.png")]:
+        stale.unlink()  # our own earlier figures: a figure skipped now must not linger beside the report
     blocks.append(Heading("Figures", 2))
     for part in (_fig4, _fig5, _fig6, _curves):
         try:

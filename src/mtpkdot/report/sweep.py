@@ -154,7 +154,7 @@ def plan_sweep(
             cfg = load_config(config, [*overrides, *extra, *point_overrides(axes, point)])
         except ConfigError as exc:
             raise SweepError(f"grid point {point.name}: {exc}") from None
-        cfg.name = f"{base.name}/{point.name}"
+        cfg.name = f"{base.name} [{point.name}]"
         point.settings = _settings(cfg)
         if cfg.distill.k >= cfg.student.batch_size:
             point.status = "skipped"
@@ -183,18 +183,16 @@ def _write_plan(
 
 
 def _default_runner(cfg: Any, out_dir: Path) -> Any:
-    """The pipeline's experiment runner: ``run_experiment(cfg, out_dir)`` (resumes finished stages)."""
-    import importlib
+    """The pipeline's experiment runner (resumes finished stages), then the point's own report."""
+    from mtpkdot.pipeline.experiment import run_experiment
+    from mtpkdot.report.build import write_report
 
-    for module in ("mtpkdot.pipeline", "mtpkdot.pipeline.experiment"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-        fn = getattr(mod, "run_experiment", None)
-        if fn is not None:
-            return fn(cfg, out_dir)
-    raise SweepError("mtpkdot.pipeline.run_experiment is not available: cannot run the sweep points")
+    summary = run_experiment(cfg, out_dir)
+    try:
+        write_report(out_dir)
+    except Exception:  # the sweep report does not need the point's report; keep the results
+        log.exception("report of sweep point %s failed", out_dir)
+    return summary
 
 
 def run_sweep(

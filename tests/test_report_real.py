@@ -1,0 +1,71 @@
+"""A report built from a real (tiny) pipeline run: the run-dir contract holds between pipeline and report."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mtpkdot.report import write_report
+from mtpkdot.report.tables import parse_markdown_tables, parse_mean_std
+
+TINY = [
+    "data.synthetic.subjects=6",
+    "data.synthetic.samples_per_class=3",
+    "data.synthetic.size=16",
+    "data.synthetic.duration=2.0",
+    "data.modalities.eda.window=[0.0, 2.0]",
+    "data.modalities.video.size=16",
+    "data.modalities.video.segments=4",
+    "data.modalities.video.train.epochs=1",
+    "data.modalities.eda.train.epochs=1",
+    "teacher.epochs=2",
+    "adapters.epochs=2",
+    "tnet.epochs=2",
+    "student.epochs=3",
+    "student.batch_size=8",
+    "distill.k=3",
+    "protocol.folds=2",
+    "student.methods=[none, pkdot, mtpkdot]",
+    "num_threads=1",
+    "device=cpu",
+]
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    from mtpkdot.pipeline.demo import demo_config
+    from mtpkdot.pipeline.experiment import run_experiment
+
+    out = tmp_path_factory.mktemp("real") / "tiny"
+    cfg = demo_config(out, TINY)
+    run_experiment(cfg, out, progress=False)
+    write_report(out)
+    return out
+
+
+def test_report_from_a_real_tiny_run(real_run):
+    from test_report_build import assert_valid_png
+
+    md = (real_run / "report.md").read_text()
+    summary = pd.read_csv(real_run / "summary.csv")
+    assert set(summary["method"]) == {"none", "pkdot", "mtpkdot", "teacher"}
+    table = next(t for t in parse_markdown_tables(md) if t and "Description" in t[0])
+    for row in table:
+        values = summary.loc[summary["method"] == row["Method"], "accuracy"]
+        mean, _ = parse_mean_std(row["Accuracy (%)"])
+        assert mean == pytest.approx(values.mean(), abs=0.005)
+        assert int(row["n"]) == len(values)
+    # the pipeline writes what the figures need: none of them may be skipped
+    for skipped in (
+        "Fig. 4 skipped",
+        "Fig. 5 skipped",
+        "Fig. 6 skipped",
+        "training curves skipped",
+        "failed",
+    ):
+        assert skipped not in md
+    names = {p.name for p in (real_run / "figures").glob("*.png")}
+    assert {"fig4_similarity.png", "fig5_tsne.png", "fig6_selection.png", "curves_students.png"} <= names
+    for p in (real_run / "figures").glob("*.png"):
+        assert_valid_png(p)
+    assert (real_run / "report.html").read_text().count("data:image/png;base64,") == len(names)
