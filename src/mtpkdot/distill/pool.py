@@ -75,6 +75,7 @@ class TeacherPool(nn.Module):
 
     @torch.no_grad()
     def forward(self, features: Mapping[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        self._inputs(features)  # clear error for a missing modality
         out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for m in self.names[:-1]:
             adapted = self.adapters[m](features[m])
