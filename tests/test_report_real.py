@@ -69,3 +69,33 @@ def test_report_from_a_real_tiny_run(real_run):
     for p in (real_run / "figures").glob("*.png"):
         assert_valid_png(p)
     assert (real_run / "report.html").read_text().count("data:image/png;base64,") == len(names)
+
+
+@pytest.mark.slow
+def test_sweep_cli_with_the_real_pipeline(tmp_path):
+    """Two grid points through `mtpkdot sweep` and the pipeline's run_experiment (about a minute)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from mtpkdot.cli import app
+    from mtpkdot.config import config_to_dict
+    from mtpkdot.pipeline.demo import demo_config
+
+    cfg = demo_config(tmp_path, TINY)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    out = tmp_path / "sw"
+    args = ["sweep", str(config), "--grid", "anchors=2,3", "--grid", "batch_size=4,8", "--out", str(out)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out / "sweep.csv")
+    done = df[df["status"] == "done"]
+    assert set(done["point"]) == {
+        "anchors-2_batch_size-4",
+        "anchors-2_batch_size-8",
+        "anchors-3_batch_size-4",
+        "anchors-3_batch_size-8",
+    }
+    assert set(done["method"]) == {"none", "mtpkdot", "teacher"}
+    assert (out / "anchors-2_batch_size-8" / "report.md").is_file()
+    assert (out / "figures" / "fig7_sweep.png").is_file()
