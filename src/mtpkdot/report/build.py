@@ -286,7 +286,7 @@ def _curves(run: RunDir, out: Path) -> list[Block]:
                 path,
                 title=f"Training curves: {group}",
                 caption=f"Training curves of the {group} stage ({fd.label}): every loss term unweighted (left; log scale "
-                "when all are positive) and the validation metric used for model selection (right), per epoch.",
+                "when they span orders of magnitude) and the validation metric used for model selection (right), per epoch.",
             )
         )
     return blocks

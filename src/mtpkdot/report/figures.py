@@ -201,6 +201,8 @@ def teacher_selection(counts: pd.DataFrame, path: str | Path) -> Path:
 
 def training_curves(stages: Mapping[str, pd.DataFrame], path: str | Path, title: str) -> Path:
     """Training curves: per stage (row), every unweighted loss term (left) and validation metric (right)."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(10.0, 2.8 * len(stages) + 0.4)
     axes = fig.subplots(len(stages), 2, squeeze=False)
     fig.suptitle(title, fontsize=11)
@@ -220,11 +222,17 @@ def training_curves(stages: Mapping[str, pd.DataFrame], path: str | Path, title:
             else:
                 values = np.concatenate([pd.to_numeric(df[k], errors="coerce").to_numpy(float) for k in cols])
                 values = values[np.isfinite(values)]
-                if prefix == "train_" and len(cols) > 1 and (values > 0).all():
+                if (
+                    prefix == "train_"
+                    and len(values)
+                    and (values > 0).all()
+                    and values.max() > 50 * values.min()
+                ):
                     ax.set_yscale("log")  # loss terms differ by orders of magnitude
                 ax.legend(fontsize=7)
             ax.set_title(f"{name}: {'loss terms (unweighted)' if c == 0 else 'validation'}", fontsize=9)
             ax.set_xlabel("epoch", fontsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.tick_params(labelsize=7)
     return _save(fig, path)
 
