@@ -13,6 +13,10 @@ from typing import Any
 
 from mtpkdot.data import affwild2, biovid, own  # noqa: F401  (register the readers)
 
+# Imported eagerly: the function shares its name with its module, and a lazy lookup would return the
+# module once ``mtpkdot.data.prepare`` has been imported anywhere.
+from mtpkdot.data.prepare import prepare  # noqa: F401
+
 _API = {
     "Store": "store",
     "check_manifest": "manifest",
@@ -20,7 +24,6 @@ _API = {
     "read_manifest": "manifest",
     "task_spec": "manifest",
     "default_store_dir": "prepare",
-    "prepare": "prepare",
     "prepare_key": "prepare",
     "process_sample": "prepare",
     "fold_indices": "splits",
@@ -31,7 +34,7 @@ _API = {
     "synth_affwild2": "synthetic",
     "synth_biovid": "synthetic",
 }
-__all__ = sorted(_API)
+__all__ = sorted([*_API, "prepare"])
 
 
 def __getattr__(name: str) -> Any:

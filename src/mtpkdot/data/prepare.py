@@ -27,15 +27,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from mtpkdot.atomic import atomic_write_csv, atomic_write_text
 from mtpkdot.data.manifest import path_column, read_manifest, task_spec
 from mtpkdot.data.store import Store
 from mtpkdot.signals.errors import SampleError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 # fields of ModalityConfig that only concern the encoder, not the prepared arrays
 _ENCODER_FIELDS = {"backbone", "backbone_kwargs", "feature_dim", "weights", "train"}
@@ -64,6 +65,8 @@ def _columns(m: Any) -> list[str]:
 
 
 def _load_signal(path: Path, m: Any) -> np.ndarray:
+    import numpy as np
+
     from mtpkdot.signals import physio
 
     if path.suffix.lower() == ".npy":
@@ -97,6 +100,9 @@ def _frame_window(n: int, fps: float, window: tuple[float, float] | None, source
 
 
 def _video(path: Path, m: Any, row: dict[str, Any]) -> np.ndarray:
+    import numpy as np
+    import pandas as pd
+
     from mtpkdot.signals import video as V
 
     clip = m.segments * m.frames_per_segment
@@ -146,6 +152,8 @@ def _video(path: Path, m: Any, row: dict[str, Any]) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def _frame_index(folder: str) -> tuple[np.ndarray, list[str]]:
     """Frame numbers present in an Affwild2 cropped-aligned folder (some frames have no face)."""
+    import numpy as np
+
     from mtpkdot.signals.video import list_frame_files
 
     files = list_frame_files(folder)
@@ -162,6 +170,9 @@ def _frame_index(folder: str) -> tuple[np.ndarray, list[str]]:
 @functools.lru_cache(maxsize=4)
 def _annotation(path: str) -> np.ndarray:
     """Valence/arousal per frame (n x 2 float32); -5 (or anything outside [-1, 1]) becomes NaN."""
+    import numpy as np
+    import pandas as pd
+
     try:
         va = pd.read_csv(path).to_numpy(dtype=np.float32)
     except Exception as exc:  # noqa: BLE001
@@ -185,6 +196,8 @@ def _audio_track(path: str, rate: int) -> tuple[np.ndarray, float]:
 
 def _sequence_sample(row: dict[str, Any], data_cfg: Any, clip: int) -> dict[str, np.ndarray]:
     """Affwild2-like: ``sequence_length`` clips of ``clip`` consecutive frames from ``frame_start``."""
+    import numpy as np
+
     from mtpkdot.signals.audio import dft_spectrogram
     from mtpkdot.signals.video import read_frames, resize_frames
 
@@ -229,6 +242,8 @@ def process_sample(row: dict[str, Any], data_cfg: Any, sequence: bool) -> dict[s
 
     Raises :class:`SampleError` (naming the file) for a sample that cannot be used.
     """
+    import numpy as np
+
     if sequence:
         out = _sequence_sample(row, data_cfg, _clip_frames(data_cfg))
     else:
@@ -261,6 +276,8 @@ def process_sample(row: dict[str, Any], data_cfg: Any, sequence: bool) -> dict[s
 
 
 def _audio_clip(path: Path, m: Any) -> np.ndarray:
+    import numpy as np
+
     from mtpkdot.signals.audio import decode_audio, dft_spectrogram
     from mtpkdot.signals.physio import take_window
 
@@ -351,6 +368,7 @@ def prepare(
     ``prepare_report.csv`` and left out of the store; ``strict=True`` raises :class:`SampleError`
     at the first failure instead.
     """
+    import numpy as np
     from tqdm import tqdm
 
     data_cfg = cfg.data if hasattr(cfg, "data") else cfg
@@ -481,6 +499,8 @@ def _finish(
     sequence: bool,
     progress: bool,
 ) -> Store:
+    import numpy as np
+    import pandas as pd
     from numpy.lib.format import open_memmap
 
     ok = np.flatnonzero(status == 1)

@@ -31,8 +31,8 @@ def make_folds(
 ) -> pd.DataFrame:
     """Assign each sample a fold -> DataFrame ``sample_id, subject_id, fold``.
 
-    ``kfold``: StratifiedGroupKFold by subject (stratified by ``label`` when present, GroupKFold order
-    otherwise). ``loso``: one fold per subject. ``official``: rows with ``split == "test"`` form fold 0,
+    ``kfold``: StratifiedGroupKFold by subject (stratified by ``label`` when present and each class has
+    at least ``n_folds`` samples; otherwise GroupKFold over a seeded subject order). ``loso``: one fold per subject. ``official``: rows with ``split == "test"`` form fold 0,
     every other row gets fold -1 (never tested).
     """
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
@@ -55,7 +55,8 @@ def make_folds(
     elif scheme == "kfold":
         if n_subj < n_folds:
             raise ValueError(f"too few subjects for {n_folds} folds: {n_subj} subjects in the manifest")
-        if "label" in manifest.columns:
+        # stratify by label when every fold can get each class (sklearn refuses otherwise)
+        if "label" in manifest.columns and manifest["label"].value_counts().max() >= n_folds:
             splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
             splits = splitter.split(df, manifest["label"].to_numpy(), groups=subjects)
         else:

@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 
 class Store:
@@ -36,6 +37,8 @@ class Store:
 
     @cached_property
     def manifest(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.read_csv(
             self.path / "manifest.csv",
             dtype={"sample_id": str, "subject_id": str, "split": str, "video_id": str},
@@ -56,12 +59,16 @@ class Store:
         return tuple(self.meta["modalities"][modality]["shape"])
 
     def array(self, modality: str) -> np.ndarray:
+        import numpy as np
+
         if modality not in self.meta["modalities"]:
             raise KeyError(f"modality {modality!r} is not in store {self.path} (has {self.modalities})")
         return np.load(self.path / f"{modality}.npy", mmap_mode="r")
 
     @cached_property
     def labels(self) -> np.ndarray:
+        import numpy as np
+
         return np.load(self.path / "labels.npy")
 
     @property

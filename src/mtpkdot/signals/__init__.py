@@ -1,46 +1,38 @@
-"""Signal processing shared by the readers and ``prepare``: video, biosignals, audio."""
+"""Signal processing shared by the readers and ``prepare``: video, biosignals, audio.
+
+Names are loaded on first use (numpy, scipy, PyAV and OpenCV stay out of ``mtpkdot --help``).
+"""
 
 from __future__ import annotations
 
-from mtpkdot.signals.audio import decode_audio, dft_spectrogram
-from mtpkdot.signals.errors import SampleError
-from mtpkdot.signals.physio import (
-    butter_filter,
-    emg_spectrogram,
-    infer_time_unit,
-    normalize,
-    read_biosignals,
-    take_window,
-)
-from mtpkdot.signals.video import (
-    crop_face,
-    decode_frames,
-    get_face_detector,
-    list_frame_files,
-    read_frames,
-    register_face_detector,
-    resize_frames,
-    tsn_indices,
-    video_info,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "SampleError",
-    "butter_filter",
-    "crop_face",
-    "decode_audio",
-    "decode_frames",
-    "dft_spectrogram",
-    "emg_spectrogram",
-    "get_face_detector",
-    "infer_time_unit",
-    "list_frame_files",
-    "normalize",
-    "read_biosignals",
-    "read_frames",
-    "register_face_detector",
-    "resize_frames",
-    "take_window",
-    "tsn_indices",
-    "video_info",
-]
+from mtpkdot.signals.errors import SampleError  # noqa: F401
+
+_API = {
+    "decode_audio": "audio",
+    "dft_spectrogram": "audio",
+    "butter_filter": "physio",
+    "emg_spectrogram": "physio",
+    "infer_time_unit": "physio",
+    "normalize": "physio",
+    "read_biosignals": "physio",
+    "take_window": "physio",
+    "crop_face": "video",
+    "decode_frames": "video",
+    "get_face_detector": "video",
+    "list_frame_files": "video",
+    "read_frames": "video",
+    "register_face_detector": "video",
+    "resize_frames": "video",
+    "tsn_indices": "video",
+    "video_info": "video",
+}
+__all__ = sorted([*_API, "SampleError"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(f"mtpkdot.signals.{_API[name]}"), name)
+    raise AttributeError(f"module 'mtpkdot.signals' has no attribute {name!r}")

@@ -23,16 +23,17 @@ FACE_DETECTORS: dict[str, Callable[[], FaceDetector]] = {}
 def tsn_indices(n_frames: int, segments: int, frames_per_segment: int = 1) -> np.ndarray:
     """Deterministic TSN sampling (test mode of the released code, reference-notes section 2.1).
 
-    The clip is cut into ``segments`` equal parts; from the centre of each part ``frames_per_segment``
-    consecutive frames are taken. Indices are clipped to the clip, so a clip shorter than
+    The clip is cut into ``segments`` equal parts; from the middle of each part ``frames_per_segment``
+    consecutive frames are taken (21 frames, 10 x 1 -> 1, 3, ..., 19). Indices are clipped to the clip, so a clip shorter than
     ``segments * frames_per_segment`` repeats frames rather than failing.
     """
     if n_frames <= 0:
         raise ValueError("no frames to sample from")
-    seg_len = n_frames / segments
+    # as the TSN loader of the released code: segment length (N - F + 1) / S, start at its middle
+    dist = max(n_frames - frames_per_segment + 1, 1) / segments
     out = []
     for s in range(segments):
-        start = int(s * seg_len + max(seg_len - frames_per_segment, 0) / 2)
+        start = int(dist / 2.0 + dist * s)
         out.extend(start + j for j in range(frames_per_segment))
     return np.clip(np.asarray(out, dtype=np.int64), 0, n_frames - 1)
 

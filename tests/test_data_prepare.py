@@ -1,0 +1,263 @@
+"""prepare -> Store: shapes, idempotence, resume after an interruption, failures, workers, own data."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtpkdot.config import DataConfig, SynthConfig
+from mtpkdot.data import Store, prepare
+from mtpkdot.data.synthetic import synth_affwild2, synth_biovid
+from mtpkdot.signals import SampleError
+
+# the module (the package attribute `mtpkdot.data.prepare` is the function of the same name)
+prep = importlib.import_module("mtpkdot.data.prepare")
+REAL_PROCESS = prep.process_sample
+
+MODALITIES = {
+    "video": {"kind": "video", "segments": 4, "size": 16},
+    "eda": {"kind": "eda", "column": "gsr", "lowpass_hz": 5.0, "normalize": "baseline"},
+    "emg": {"kind": "emg", "column": "emg_corrugator", "window": [2.0, 5.0]},
+}
+
+
+@pytest.fixture(scope="module")
+def biovid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synth_biovid(
+        tmp_path_factory.mktemp("p") / "b", SynthConfig(subjects=3, samples_per_class=2, size=24, part="B")
+    )
+
+
+def _cfg(root: Path, **kw) -> DataConfig:
+    return DataConfig(
+        dataset="biovid",
+        root=root,
+        modalities=kw.pop("modalities", MODALITIES),
+        privileged=["eda", "emg"],
+        **kw,
+    )
+
+
+class Counter:
+    """Wraps process_sample: counts calls and can stop (KeyboardInterrupt) after ``stop_after`` calls."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.calls, self.stop_after, self.real = 0, stop_after, REAL_PROCESS
+
+    def __call__(self, *a, **k):
+        if self.stop_after is not None and self.calls >= self.stop_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        return self.real(*a, **k)
+
+
+def test_prepare_shapes_and_labels(tmp_path: Path, biovid: Path) -> None:
+    store = prepare(_cfg(biovid), tmp_path / "s", progress=False)
+    assert len(store) == 12 and store.modalities == ["video", "eda", "emg"]
+    v, e, m = store.array("video"), store.array("eda"), store.array("emg")
+    assert v.shape == (12, 4, 16, 16, 3) and v.dtype == np.uint8
+    assert e.shape == (12, 1, 2816) and e.dtype == np.float32
+    assert m.shape == (12, 1, 65, 127) and m.dtype == np.float32
+    assert isinstance(v, np.memmap) and not v.flags.writeable
+    samples = pd.read_csv(biovid / "samples.csv", sep="\t")
+    expected = dict(zip(samples["sample_name"], (samples["class_name"] == "PA4").astype(int), strict=True))
+    assert [expected[s] for s in store.manifest["sample_id"]] == store.labels.tolist()
+    assert store.task.kind == "classification" and store.task.names == ["BL1", "PA4"]
+    report = pd.read_csv(store.path / "prepare_report.csv")
+    assert (report["status"] == "ok").all() and len(report) == 12
+
+
+def test_rerun_does_no_work_and_settings_change_rebuilds(tmp_path: Path, biovid: Path, monkeypatch) -> None:
+    prepare(_cfg(biovid), tmp_path / "s", progress=False)
+    counter = Counter()
+    monkeypatch.setattr(prep, "process_sample", counter)
+    prepare(_cfg(biovid), tmp_path / "s", progress=False)
+    assert counter.calls == 0
+    # encoder-only settings do not invalidate the store ...
+    mods = {**MODALITIES, "video": {**MODALITIES["video"], "backbone": "r3d_18"}}
+    prepare(_cfg(biovid, modalities=mods), tmp_path / "s", progress=False)
+    assert counter.calls == 0
+    # ... preparation settings do
+    mods = {**MODALITIES, "video": {**MODALITIES["video"], "size": 8}}
+    store = prepare(_cfg(biovid, modalities=mods), tmp_path / "s", progress=False)
+    assert counter.calls == 12 and store.array("video").shape[2] == 8
+
+
+def test_interrupted_prepare_resumes_with_the_rest(tmp_path: Path, biovid: Path, monkeypatch) -> None:
+    first = Counter(stop_after=5)
+    monkeypatch.setattr(prep, "process_sample", first)
+    monkeypatch.setattr(prep, "FLUSH_SECONDS", 0.0)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(_cfg(biovid), tmp_path / "s", progress=False)
+    assert first.calls == 5 and not (tmp_path / "s" / "done").exists()
+    second = Counter()
+    monkeypatch.setattr(prep, "process_sample", second)
+    store = prepare(_cfg(biovid), tmp_path / "s", progress=False)
+    assert second.calls == 12 - 5
+    ref = prepare(_cfg(biovid), tmp_path / "ref", progress=False)
+    for mod in ("video", "eda", "emg"):
+        np.testing.assert_array_equal(store.array(mod), ref.array(mod))
+    third = Counter()
+    monkeypatch.setattr(prep, "process_sample", third)
+    prepare(_cfg(biovid), tmp_path / "s", progress=False)
+    assert third.calls == 0
+
+
+@pytest.fixture()
+def damaged(tmp_path: Path, biovid: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the dataset with one corrupt video, one truncated CSV, one NaN CSV, one missing column."""
+    root = tmp_path / "d"
+    shutil.copytree(biovid, root)
+    samples = pd.read_csv(root / "samples.csv", sep="\t")
+    names = list(samples["sample_name"])
+    subj = dict(zip(samples["sample_name"], samples["subject_name"], strict=True))
+    bio = {n: root / "biosignals_filtered" / subj[n] / f"{n}_bio.csv" for n in names}
+    vid = root / "video" / subj[names[1]] / f"{names[1]}.mp4"
+    vid.write_bytes(vid.read_bytes()[:300])
+    text = bio[names[2]].read_text()
+    bio[names[2]].write_text(text[: len(text) // 4])
+    lines = bio[names[3]].read_text().splitlines()
+    lines[100] = "\t".join(lines[100].split("\t")[:1] + ["nan"] + lines[100].split("\t")[2:])
+    bio[names[3]].write_text("\n".join(lines) + "\n")
+    df = pd.read_csv(bio[names[4]], sep="\t").drop(columns="emg_corrugator")
+    df.to_csv(bio[names[4]], sep="\t", index=False)
+    return root, {
+        names[1]: f"{names[1]}.mp4",
+        names[2]: f"{names[2]}_bio.csv",
+        names[3]: f"{names[3]}_bio.csv",
+        names[4]: f"{names[4]}_bio.csv",
+    }
+
+
+def test_bad_samples_are_reported_and_excluded(tmp_path: Path, damaged, capsys) -> None:
+    root, bad = damaged
+    store = prepare(_cfg(root), tmp_path / "s", progress=True)
+    assert len(store) == 12 - len(bad)
+    assert not set(bad) & set(store.manifest["sample_id"])
+    report = pd.read_csv(store.path / "prepare_report.csv").set_index("sample_id")
+    for sample, fname in bad.items():
+        assert report.loc[sample, "status"] == "failed"
+        assert fname in report.loc[sample, "reason"]
+    reasons = " | ".join(report.loc[list(bad), "reason"])
+    assert "cannot" in reasons and "NaN" in reasons and "emg_corrugator" in reasons
+    assert "8/12 samples" in capsys.readouterr().err
+    # the failures are not retried on a rerun (the store is up to date)
+    assert len(prepare(_cfg(root), tmp_path / "s", progress=False)) == 8
+
+
+def test_strict_stops_at_first_bad_sample_naming_it(tmp_path: Path, damaged) -> None:
+    root, bad = damaged
+    first_bad = next(iter(bad.values()))
+    with pytest.raises(SampleError, match=first_bad.replace(".", r"\.")):
+        prepare(_cfg(root), tmp_path / "s", strict=True, progress=False)
+
+
+def test_two_workers_give_the_same_store(tmp_path: Path, biovid: Path) -> None:
+    one = prepare(_cfg(biovid), tmp_path / "one", workers=1, progress=False)
+    two = prepare(_cfg(biovid), tmp_path / "two", workers=2, progress=False)
+    for mod in ("video", "eda", "emg"):
+        np.testing.assert_array_equal(one.array(mod), two.array(mod))
+
+
+def test_store_requires_done_marker(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a finished store"):
+        Store(tmp_path)
+
+
+def test_affwild2_store_labels_and_audio(tmp_path: Path) -> None:
+    root = synth_affwild2(tmp_path / "aw", SynthConfig(subjects=3, size=16, duration=3.0))
+    cfg = DataConfig(
+        dataset="affwild2",
+        root=root,
+        task="va",
+        sequence_length=3,
+        modalities={"video": {"kind": "video", "segments": 4, "size": 16}, "audio": {"kind": "audio"}},
+        privileged=["audio"],
+    )
+    store = prepare(cfg, tmp_path / "s", progress=False)
+    n = len(store)
+    assert store.array("video").shape == (n, 3, 4, 16, 16, 3)
+    assert store.array("audio").shape == (n, 3, 1, 64, 107)
+    assert store.labels.shape == (n, 3, 4, 2) and store.task.kind == "regression"
+    ann = root / "annotations" / "VA_Estimation_Challenge"
+    total_invalid = 0
+    for txt in ann.glob("*/*.txt"):
+        va = pd.read_csv(txt).to_numpy()
+        total_invalid += int((va == -5).all(axis=1).sum())
+        rows = np.flatnonzero(store.manifest["video_id"] == txt.stem)
+        flat = store.labels[rows].reshape(-1, 2)[: len(va)]
+        np.testing.assert_allclose(np.nan_to_num(flat, nan=-5), va, atol=1e-6)
+    padding = int((12 - store.manifest["frame_count"]).sum())  # frames past each video's end
+    assert np.isnan(store.labels).all(axis=-1).sum() == total_invalid + padding
+
+
+def test_own_manifest_any_modalities(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(4):
+        for k in range(3):
+            sid = f"s{s}_{k}"
+            np.save(tmp_path / f"{sid}_face.npy", rng.integers(0, 255, (10, 20, 20, 3), dtype=np.uint8))
+            np.save(tmp_path / f"{sid}_resp.npy", rng.normal(size=(2, 256)))
+            np.save(tmp_path / f"{sid}_feat.npy", rng.normal(size=7))
+            rows.append([sid, f"p{s}", k % 2, f"{sid}_face.npy", f"{sid}_resp.npy", f"{sid}_feat.npy"])
+    df = pd.DataFrame(
+        rows, columns=["sample_id", "subject_id", "label", "path_face", "path_resp", "path_feat"]
+    )
+    df.to_csv(tmp_path / "manifest.csv", index=False)
+    cfg = DataConfig(
+        dataset="own",
+        manifest=tmp_path / "manifest.csv",
+        modalities={
+            "face": {"kind": "video", "segments": 5, "size": 8},
+            "resp": {"kind": "signal", "sample_rate": 64, "window": [0.0, 3.0]},
+            "feat": {"kind": "features"},
+        },
+        prevalent=["face"],
+        privileged=["resp", "feat"],
+    )
+    store = prepare(cfg, tmp_path / "s", progress=False)
+    assert store.array("face").shape == (12, 5, 8, 8, 3)
+    assert store.array("resp").shape == (12, 2, 192)
+    np.testing.assert_allclose(store.array("feat")[4], np.load(tmp_path / "s1_1_feat.npy"), rtol=1e-6)
+    assert store.labels.tolist() == df["label"].tolist()
+
+
+def test_cli_synth_then_prepare(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mtpkdot.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        [
+            "synth",
+            "biovid",
+            str(tmp_path / "d"),
+            "--subjects",
+            "2",
+            "--samples-per-class",
+            "1",
+            "--size",
+            "16",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "data:\n  dataset: biovid\n  root: d\n  modalities:\n    video: {kind: video, segments: 2, size: 8}\n"
+        "    eda: {kind: eda}\n  privileged: [eda]\n"
+    )
+    res = runner.invoke(app, ["prepare", str(cfg), "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert "n=4" in res.output and Store(tmp_path / "s").array("video").shape == (4, 2, 8, 8, 3)
+    res = runner.invoke(
+        app, ["prepare", str(cfg), "--set", "data.root=nowhere", "--out", str(tmp_path / "s2")]
+    )
+    assert res.exit_code == 1 and "nowhere does not exist" in res.output

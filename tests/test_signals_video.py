@@ -1,0 +1,87 @@
+"""Video decode (PyAV), TSN sampling, face crop, audio decode and DFT spectrograms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtpkdot.data.synthetic import write_video
+from mtpkdot.signals import (
+    SampleError,
+    crop_face,
+    decode_audio,
+    decode_frames,
+    dft_spectrogram,
+    get_face_detector,
+    tsn_indices,
+    video_info,
+)
+
+
+def _ramp_video(path: Path, n: int = 20) -> Path:
+    # frame i is a flat grey of level 10 * i, so decoded frames can be identified
+    frames = np.stack([np.full((32, 32, 3), 10 * i, np.uint8) for i in range(n)])
+    write_video(path, frames, fps=25)
+    return path
+
+
+def test_tsn_indices_centres_of_segments() -> None:
+    np.testing.assert_array_equal(tsn_indices(21, 10, 1), [1, 3, 5, 7, 9, 11, 13, 15, 17, 19])
+    idx = tsn_indices(100, 5, 2)
+    assert len(idx) == 10 and (np.diff(idx)[::2] == 1).all() and (np.diff(idx) >= 0).all()
+    assert tsn_indices(3, 8, 1).max() == 2  # short clips repeat frames instead of failing
+
+
+def test_decode_selected_frames_in_order(tmp_path: Path) -> None:
+    path = _ramp_video(tmp_path / "v.mp4")
+    n, fps = video_info(path)
+    assert (n, fps) == (20, 25.0)
+    frames, _ = decode_frames(path, [15, 2, 2, 30])  # 30 is past the end: the last frame stands in
+    levels = frames.reshape(4, -1).mean(axis=1)
+    np.testing.assert_allclose(levels, [150, 20, 20, 190], atol=6)
+
+
+def test_corrupt_video_names_file(tmp_path: Path) -> None:
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+    with pytest.raises(SampleError, match="corrupt.mp4"):
+        video_info(bad)
+    with pytest.raises(SampleError, match="corrupt.mp4"):
+        decode_frames(bad, [0])
+
+
+def test_crop_face_uses_median_box_of_probes() -> None:
+    frames = np.zeros((5, 100, 100, 3), np.uint8)
+    boxes = iter([[(40, 40, 20, 20)], [], [(42, 38, 20, 20), (0, 0, 5, 5)]])
+
+    def detector(frame: np.ndarray) -> list[tuple[int, int, int, int]]:
+        return next(boxes)
+
+    out = crop_face(frames, detector, margin=0.25, probes=3)
+    assert out.shape == (5, 30, 30, 3)
+
+
+def test_haar_finds_no_face_in_blank_frames() -> None:
+    frames = np.full((3, 120, 120, 3), 128, np.uint8)
+    with pytest.raises(SampleError, match=r"no face detected in blank\.mp4"):
+        crop_face(frames, get_face_detector("haar"), source="blank.mp4")
+    with pytest.raises(ValueError, match="unknown face detector"):
+        get_face_detector("mediapipe")
+
+
+def test_audio_track_decodes_and_spectrogram_peaks_at_tone(tmp_path: Path) -> None:
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    tone = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    path = tmp_path / "av.mp4"
+    write_video(path, np.zeros((50, 32, 32, 3), np.uint8), fps=25, audio=tone)
+    wav = decode_audio(path, sr)
+    assert abs(len(wav) - 2 * sr) < 2048 and 0.2 < np.abs(wav).max() < 0.4
+    spec = dft_spectrogram(wav[4000:9000], 64, 107)
+    assert spec.shape == (64, 107)
+    # 1 kHz with a 126-point DFT at 16 kHz: bin 1000 / (16000 / 126) = 7.9
+    assert abs(int(spec.mean(axis=1).argmax()) - 8) <= 1
+    with pytest.raises(SampleError, match="no audio track"):
+        decode_audio(_ramp_video(tmp_path / "silent.mp4"))
