@@ -89,46 +89,51 @@ def store_path(cfg: Config, run_dir: Path) -> Path:
 
 def open_store(cfg: Config, run_dir: Path, dist: Dist) -> Any:
     """Prepare (rank 0, resumable) and open the store of fixed-shape arrays."""
-    from mtpkdot.data import Store, prepare
+    from mtpkdot.data.prepare import prepare
+    from mtpkdot.data.store import Store
 
     path = store_path(cfg, run_dir)
     if dist.is_main:
-        prepare(cfg, path)
+        from mtpkdot.engine.loop import progress_enabled
+
+        prepare(cfg, path, progress=progress_enabled())
     dist.barrier()
     return Store(path)
 
 
 def load_folds(cfg: Config, store: Any, run_dir: Path, write: bool) -> pd.DataFrame:
-    """Folds grouped by subject, made once and persisted (``folds.csv``) so every resume reuses them."""
-    from mtpkdot.data import make_folds
+    """Folds grouped by subject, made once and persisted (``folds.csv``) so every resume reuses them.
+
+    The data side numbers folds from 0 (``official``: 0 is the test set, -1 never tested); the run
+    directory and the command line number them from 1 (``fold1`` is data fold 0).
+    """
+    from mtpkdot.data import load_folds as load_saved
+    from mtpkdot.data import make_folds, save_folds
 
     path = run_dir / "folds.csv"
     manifest = store.manifest
     if path.is_file():
-        folds = pd.read_csv(path, dtype={"sample_id": str, "subject_id": str})
-        if set(folds["sample_id"]) != set(manifest["sample_id"].astype(str)):
-            raise RuntimeError(
-                f"{path} lists other samples than the store {store_path(cfg, run_dir)}: the data changed; "
-                "use a new --out"
-            )
-        return folds
+        try:
+            return load_saved(path, manifest)
+        except ValueError as exc:
+            raise RuntimeError(f"{exc}; the data changed since this run started: use a new --out") from None
     folds = make_folds(manifest, cfg.protocol.scheme, cfg.protocol.folds, 0)
     if write:
-        atomic_write_csv(folds, path)
-        mhash = config_hash(sorted(manifest["sample_id"].astype(str)))
-        atomic_write_text(run_dir / "folds.meta.json", json.dumps({"manifest_hash": mhash}) + "\n")
+        save_folds(path, folds, manifest, scheme=cfg.protocol.scheme, n_folds=cfg.protocol.folds, seed=0)
     return folds
 
 
 def fold_numbers(folds: pd.DataFrame) -> list[int]:
-    return sorted(int(k) for k in pd.unique(folds["fold"]) if int(k) >= 1)
+    """Run-directory fold numbers (1-based) of every fold that has test samples."""
+    return sorted(int(k) + 1 for k in pd.unique(folds["fold"]) if int(k) >= 0)
 
 
 def fold_split(cfg: Config, store: Any, folds: pd.DataFrame, k: int, seed: int) -> dict[str, np.ndarray]:
+    """Store indices of fold ``k`` (1-based): test = that fold, validation = a share of the other subjects."""
     from mtpkdot.data import fold_indices
 
     split = fold_indices(
-        store, folds, k, cfg.protocol.val_subjects, seed, train_subjects=cfg.protocol.train_subjects
+        store, folds, k - 1, cfg.protocol.val_subjects, seed, train_subjects=cfg.protocol.train_subjects
     )
     out = {r: np.sort(np.asarray(split[r], dtype=np.int64)) for r in ("train", "val", "test")}
     for role, idx in out.items():

@@ -72,7 +72,10 @@ class Normalizer:
 
     def __call__(self, raw: np.ndarray | torch.Tensor, device: torch.device) -> tuple[torch.Tensor, tuple]:
         """Return ``(x, lead)``: model input of shape ``(prod(lead),) + item`` and the leading shape."""
-        x = torch.as_tensor(np.asarray(raw)) if not isinstance(raw, torch.Tensor) else raw
+        if not isinstance(raw, torch.Tensor):
+            arr = np.asarray(raw)
+            raw = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+        x = raw
         lead = tuple(x.shape[: x.dim() - self.nd])
         x = x.reshape(-1, *x.shape[x.dim() - self.nd :]).to(device)
         if self.is_video:

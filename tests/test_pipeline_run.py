@@ -1,0 +1,206 @@
+"""End to end on a tiny synthetic Biovid (real mp4 + CSV files): the CLI, resume, determinism,
+config mismatch, the run-directory layout the report relies on, export and predict."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from mtpkdot.cli import app
+from mtpkdot.engine.loop import INTERRUPT_ENV
+
+METHODS = ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot"]
+
+
+def tiny_overrides(data_root, store) -> list[str]:
+    """The demo config shrunk to seconds: 6 subjects, 16 x 16 clips of 4 frames, 2 epochs, 2 folds."""
+    sets = [
+        f"data.root={data_root}",
+        f"data.store={store}",
+        "data.synthetic.subjects=6",
+        "data.synthetic.samples_per_class=3",
+        "data.synthetic.size=24",
+        "data.synthetic.duration=2.0",
+        "data.modalities.video.size=16",
+        "data.modalities.video.segments=4",
+        "data.modalities.video.feature_dim=16",
+        "data.modalities.video.backbone_kwargs={width: 4}",
+        "data.modalities.eda.window=[0.0, 2.0]",
+        "data.modalities.eda.feature_dim=16",
+        "protocol.folds=2",
+        "protocol.val_subjects=0.3",
+        "adapters.hidden=8",
+        "tnet.hidden=[8]",
+        "distill.k=3",
+        "student.batch_size=8",
+        "teacher.batch_size=8",
+        "num_threads=1",
+    ]
+    for sec in (
+        "data.modalities.video.train",
+        "data.modalities.eda.train",
+        "teacher",
+        "adapters",
+        "tnet",
+        "student",
+    ):
+        sets += [f"{sec}.epochs=2", f"{sec}.patience=null"]
+    return sets
+
+
+def _cli(args: list[str]):
+    res = CliRunner().invoke(app, args)
+    if res.exit_code != 0 and res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    return res
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """One finished tiny demo run (all six methods) plus the shared data and store."""
+    base = tmp_path_factory.mktemp("tiny")
+    sets = tiny_overrides(base / "data", base / "store")
+    run = base / "run_a"
+    res = _cli(["demo", "--out", str(run), "--device", "cpu"] + [a for s in sets for a in ("--set", s)])
+    assert res.exit_code == 0, res.output
+    return {"base": base, "sets": sets, "run": run, "output": res.output}
+
+
+def _set_args(sets: list[str]) -> list[str]:
+    return [a for s in sets for a in ("--set", s)]
+
+
+def test_demo_writes_the_run_directory_layout(tiny):
+    run = tiny["run"]
+    out = tiny["output"]
+    assert "teacher" in out and "mtpkdot" in out and "summary.csv" in out
+    summary = pd.read_csv(run / "summary.csv")
+    assert list(summary.columns) == ["seed", "fold", "method", "accuracy", "n_test"]
+    assert sorted(set(summary["method"])) == sorted(METHODS + ["teacher"])
+    assert len(summary) == 2 * 7  # 2 folds x (6 students + teacher)
+    assert ((summary["accuracy"] >= 0) & (summary["accuracy"] <= 100)).all()
+    for name in ("config.yaml", "folds.csv", "folds.meta.json"):
+        assert (run / name).is_file()
+    fold = run / "seed0" / "fold1"
+    split = pd.read_csv(fold / "split.csv", dtype=str)
+    roles = split.groupby("subject_id")["role"].nunique()
+    assert (roles == 1).all(), "a subject appears in two roles"
+    # each fold's test set is scored whole (no drop_last): n_test equals the test samples
+    assert summary.loc[summary["fold"] == 1, "n_test"].iloc[0] == (split["role"] == "test").sum()
+    for stage in ["backbone_video", "backbone_eda", "teacher", "tnet", "adapters"] + [
+        f"student_{m}" for m in METHODS
+    ]:
+        for f in ("config.yaml", "metrics.csv", "best.pt", "last.pt", "test.json", "done"):
+            assert (fold / stage / f).is_file(), f"{stage}/{f}"
+    assert (fold / "features" / "video.npy").is_file() and (fold / "features" / "done").is_file()
+    n = len(pd.read_csv(run / "folds.csv"))
+    assert np.load(fold / "features" / "video.npy").shape == (n, 16)
+    metrics = pd.read_csv(fold / "student_mtpkdot" / "metrics.csv")
+    for col in (
+        "epoch",
+        "lr",
+        "train_task",
+        "train_ot",
+        "train_centroid",
+        "train_total",
+        "val_accuracy",
+        "sel_joint",
+        "sel_video",
+        "sel_eda",
+    ):
+        assert col in metrics.columns, col
+    per_epoch = metrics[["sel_joint", "sel_video", "sel_eda"]].sum(axis=1)
+    assert (per_epoch > 0).all()  # every training batch selected exactly one teacher
+    snaps = np.load(fold / "student_mtpkdot" / "snapshots.npz")
+    assert {"teacher", "student_0", "student_50", "student_75", "student_100"} <= set(snaps.files)
+    tsne = np.load(fold / "adapters" / "tsne.npz")
+    for key in (
+        "before_video",
+        "after_video",
+        "before_eda",
+        "after_eda",
+        "before_joint",
+        "after_joint",
+        "labels",
+    ):
+        assert key in tsne.files
+    n_val = (split["role"] == "val").sum()
+    assert tsne["labels"].shape == (min(n_val, 500),)
+
+
+def test_resume_after_interrupt_gives_identical_results(tiny, monkeypatch):
+    """A second run from scratch with the same seed (determinism) interrupted in a student stage and
+    resumed must reproduce summary.csv of the first run exactly."""
+    run_b = tiny["base"] / "run_b"
+    args = ["demo", "--out", str(run_b), "--device", "cpu"] + _set_args(tiny["sets"])
+    monkeypatch.setenv(INTERRUPT_ENV, "student_pkdot:1")
+    with pytest.raises(Exception, match="interrupted"):
+        _cli(args)
+    stage = run_b / "seed0" / "fold1" / "student_pkdot"
+    assert (stage / "last.pt").is_file() and not (stage / "done").is_file()
+    monkeypatch.delenv(INTERRUPT_ENV)
+    res = _cli(args)
+    assert res.exit_code == 0, res.output
+    a = (tiny["run"] / "summary.csv").read_text()
+    b = (run_b / "summary.csv").read_text()
+    assert a == b
+    ma = (tiny["run"] / "seed0" / "fold1" / "student_pkdot" / "metrics.csv").read_text()
+    assert ma == (stage / "metrics.csv").read_text()
+
+
+def test_changed_config_on_existing_run_is_refused(tiny):
+    sets = tiny["sets"] + ["student.lr=0.5"]
+    res = _cli(["demo", "--out", str(tiny["run"]), "--device", "cpu"] + _set_args(sets))
+    assert res.exit_code == 2
+    assert "student.lr" in res.output and "config.yaml" in res.output and "--out" in res.output
+
+
+def test_export_and_predict_use_the_prevalent_modality_only(tiny, tmp_path):
+    import torch
+
+    bundle = tmp_path / "student.pt"
+    res = _cli(["export", str(tiny["run"]), "--fold", "1", "--method", "mtpkdot", "--out", str(bundle)])
+    assert res.exit_code == 0, res.output
+    content = torch.load(bundle, weights_only=False)
+    assert set(content["backbones"]) == {"video"}  # no privileged backbone
+    assert "teacher" not in content and "adapters" not in content
+    # a prepared sample from the store, and a raw video file from the synthetic dataset
+    from mtpkdot.data.store import Store
+
+    store = Store(tiny["base"] / "store")
+    sample = tmp_path / "sample.npy"
+    np.save(sample, np.asarray(store.array("video")[0]))
+    video = sorted((tiny["base"] / "data" / "video").rglob("*.mp4"))[0]
+    res = _cli(["predict", str(bundle), str(sample), str(video)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.output.strip().splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        assert set(row["probabilities"]) == {"BL1", "PA4"}
+        assert abs(sum(row["probabilities"].values()) - 1) < 1e-5
+    # the bundle reproduces the run's student on the stored sample
+    from mtpkdot.pipeline.bundle import load_bundle
+
+    model = load_bundle(bundle)
+    out = model({"video": np.asarray(store.array("video")[:4])})
+    assert out.shape == (4, 2) and torch.isfinite(out).all()
+
+
+def test_evaluate_rebuilds_the_summary(tiny):
+    before = (tiny["run"] / "summary.csv").read_text()
+    res = _cli(["evaluate", str(tiny["run"])])
+    assert res.exit_code == 0 and "mtpkdot" in res.output
+    assert (tiny["run"] / "summary.csv").read_text() == before
+
+
+def test_run_help_lists_the_options():
+    res = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert res.exit_code == 0
+    for opt in ("--set", "--folds", "--methods", "--seeds", "--out", "--device", "--amp"):
+        assert opt in res.output
+    assert os.environ.get(INTERRUPT_ENV) is None
