@@ -89,8 +89,8 @@ def test_cosine_and_mse_baselines():
             for a, b in zip(s.detach().numpy(), t.detach().numpy(), strict=True)
         ]
     )
-    assert float(cosine_loss(s, t)) == pytest.approx(expected, rel=1e-5)
-    assert float(mse_loss(s, t)) == pytest.approx(float(((s - t) ** 2).mean()), rel=1e-6)
+    assert float(cosine_loss(s, t).detach()) == pytest.approx(expected, rel=1e-5)
+    assert float(mse_loss(s, t).detach()) == pytest.approx(float(((s - t) ** 2).mean().detach()), rel=1e-6)
     (cosine_loss(s, t) + mse_loss(s, t)).backward()
     assert t.grad is None  # the teacher is detached
     with pytest.raises(ValueError, match="same shape"):

@@ -153,22 +153,54 @@ def test_relational_teacher_gets_no_gradient_and_sequences_are_flattened():
     assert s.grad is not None and torch.isfinite(s.grad).all()
 
 
-def test_relational_loss_never_estimates_the_diameter_or_reads_values_back(monkeypatch):
-    """No device-to-host copy in the loss path: geomloss' diameter estimate (`.item()`) is never used,
-    and no tensor is converted to a Python value during forward and backward (finite check off: on an
-    accelerator it is asynchronous, on the CPU it reads the flag)."""
+def test_relational_loss_accelerator_path_reads_nothing_back(monkeypatch):
+    """No device-to-host copy in the loss path on an accelerator: with the CPU fast paths switched off
+    (``on_host`` -> False, the branch a CUDA tensor takes), geomloss' diameter estimate (``.item()``) is
+    never used and no tensor is converted to a Python value or a numpy array in forward and backward."""
     import geomloss._legacy.sinkhorn_divergence as sd
+
+    import mtpkdot.distill.similarity as sim
 
     def forbidden(*args, **kwargs):
         raise AssertionError("device-to-host read in the loss path")
 
-    monkeypatch.setattr(sd, "max_diameter", forbidden)
     s = torch.randn(16, 8, requires_grad=True)
     t = torch.randn(16, 8)
-    loss = RelationalOTLoss(k=6, centroid="similarity", check_finite="off")
+    loss = RelationalOTLoss(k=6, centroid="similarity")
+    monkeypatch.setattr(sim, "on_host", lambda x: False)
+    monkeypatch.setattr(sd, "max_diameter", forbidden)
     for name in ("item", "tolist", "__bool__", "__float__", "__int__", "cpu", "numpy"):
         monkeypatch.setattr(torch.Tensor, name, forbidden)
     out = loss(s, t)
     (out["ot"] + out["centroid"]).backward()
     monkeypatch.undo()
     assert torch.isfinite(s.grad).all()
+    # the accelerator path uses the analytic diameter bound: same value as diameter="bound" on the CPU
+    ref = RelationalOTLoss(k=6, centroid="similarity", diameter="bound")(s, t)
+    assert float(out["ot"].detach()) == pytest.approx(float(ref["ot"].detach()), rel=1e-6)
+
+
+def test_cpu_fast_paths_agree_with_the_accelerator_paths(monkeypatch):
+    import mtpkdot.distill.similarity as sim
+    from mtpkdot.distill import select_anchors
+
+    torch.manual_seed(5)
+    for dtype in (torch.float32, torch.float64):
+        s = similarity_matrix(torch.randn(40, 16, dtype=dtype))
+        fast = select_anchors(s, 7)
+        with monkeypatch.context() as m:
+            m.setattr(sim, "on_host", lambda x: False)
+            slow = select_anchors(s, 7)
+        assert torch.equal(fast, slow) and fast.dtype == torch.long
+    # diameter: CPU "auto" reads the bounding box (as geomloss does), within the accuracy of scaling 0.5
+    st, tt = torch.randn(32, 8, dtype=torch.float64), torch.randn(32, 12, dtype=torch.float64)
+    auto = RelationalOTLoss(k=6)(st, tt)["ot"]
+    x, y, *_ = relational_clouds(st, tt, 6)
+    assert float(auto) == pytest.approx(float(SinkhornLoss()(x, y)), rel=1e-12)  # geomloss' own estimate
+    bound = RelationalOTLoss(k=6, diameter="bound")(st, tt)["ot"]
+    converged = float(SinkhornLoss(scaling=0.995)(x, y))
+    assert float(auto) == pytest.approx(converged, rel=0.02) and float(bound) == pytest.approx(
+        converged, rel=0.02
+    )
+    with pytest.raises(ValueError, match="diameter"):
+        RelationalOTLoss(diameter="wide")  # type: ignore[arg-type]

@@ -67,6 +67,7 @@ def compute(inp: dict[str, Any]) -> dict[str, Any]:
     x, y, *_ = relational_clouds(s, te, k)
     rel = RelationalOTLoss(k=k, centroid="similarity")(s, te)
     rel_f = RelationalOTLoss(k=k, centroid="features", scaling=0.9)(s, te5)
+    rel_bound = RelationalOTLoss(k=k, diameter="bound")(s, te)  # the accelerator schedule
     f = float
     return {
         "similarity_teacher": similarity_matrix(te).tolist(),
@@ -77,6 +78,7 @@ def compute(inp: dict[str, Any]) -> dict[str, Any]:
         "sinkhorn_p1": f(SinkhornLoss(p=1)(x, y)),
         "relational_ot": f(rel["ot"]),
         "relational_centroid_similarity": f(rel["centroid"]),
+        "relational_ot_bound": f(rel_bound["ot"]),
         "relational_ot_scaling_0.9": f(rel_f["ot"]),
         "relational_centroid_features": f(rel_f["centroid"]),
         "ccc": ccc(pred, target).tolist(),

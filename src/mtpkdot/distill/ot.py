@@ -20,6 +20,7 @@ import torch
 from geomloss import SamplesLoss
 from torch import nn
 
+from mtpkdot.distill import similarity as _similarity
 from mtpkdot.distill.losses import _rows, centroid_from_similarity
 from mtpkdot.distill.similarity import select_anchors, similarity_matrix
 from mtpkdot.engine.distributed import all_gather_no_grad, all_gather_with_grad, is_distributed
@@ -29,8 +30,8 @@ __all__ = ["RelationalOTLoss", "SinkhornLoss", "relational_clouds"]
 FiniteCheck = Literal["async", "sync", "off"]
 
 
-def check_finite(x: torch.Tensor, name: str, mode: FiniteCheck = "async") -> None:
-    """Raise if ``x`` holds NaN or inf, without a device-to-host copy unless ``mode='sync'``.
+def check_finite(*tensors: torch.Tensor, name: str, mode: FiniteCheck = "async") -> None:
+    """Raise if any tensor holds NaN or inf, without a device-to-host copy unless ``mode='sync'``.
 
     On the CPU there is no device to wait for, so both modes raise a ValueError at once. On an
     accelerator, ``"async"`` uses ``torch._assert_async``: no synchronisation, the failure surfaces at
@@ -39,13 +40,21 @@ def check_finite(x: torch.Tensor, name: str, mode: FiniteCheck = "async") -> Non
     """
     if mode == "off":
         return
-    ok = torch.isfinite(x).all()
-    msg = f"{name} holds NaN or inf values"
-    if x.device.type == "cpu" or mode == "sync":
+    ok = torch.isfinite(tensors[0]).all()
+    for t in tensors[1:]:
+        ok = ok & torch.isfinite(t).all()
+    msg = f"{name} hold NaN or inf values"
+    if _similarity.on_host(tensors[0]) or mode == "sync":
         if not bool(ok):
             raise ValueError(msg)
     else:
         torch._assert_async(ok, msg)
+
+
+def bounding_box_diameter(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Diagonal of the bounding box of both clouds (geomloss' own estimate); reads one number back."""
+    both = torch.cat([x.detach(), y.detach()])
+    return float(torch.linalg.vector_norm(both.amax(0) - both.amin(0)))
 
 
 class SinkhornLoss(nn.Module):
@@ -65,7 +74,7 @@ class SinkhornLoss(nn.Module):
     ``diameter`` (an upper bound of the distance between any two points) sets the start of the
     epsilon schedule. Pass it (here or per call) to avoid a device-to-host synchronisation; with
     ``None`` geomloss estimates it from the data, which reads one number back from the device.
-    :class:`RelationalOTLoss` always passes an analytic bound.
+    :class:`RelationalOTLoss` passes an analytic bound on accelerators (see its ``diameter``).
 
     The caller's grad mode is restored after the call (geomloss re-enables grad inside ``no_grad``),
     and under ``no_grad`` the result carries no graph. Non-finite input raises (see
@@ -125,8 +134,7 @@ class SinkhornLoss(nn.Module):
             x = x.float()
         if y.dtype != x.dtype:
             y = y.to(x.dtype)
-        check_finite(x, "SinkhornLoss: first point cloud", self.check_finite)
-        check_finite(y, "SinkhornLoss: second point cloud", self.check_finite)
+        check_finite(x, y, name="SinkhornLoss: the point clouds", mode=self.check_finite)
         solver = self._solver(self.diameter if diameter is None else float(diameter))
         grad_mode = torch.is_grad_enabled()
         try:
@@ -168,9 +176,15 @@ class RelationalOTLoss(nn.Module):
     Steps (section III-B/C, DESIGN 7-8): cosine similarity matrices of both sides; each shifted by its
     own minimum; per row the ``k`` least-similar teacher columns in ascending order; the same columns of
     the student; the debiased Sinkhorn divergence (:class:`SinkhornLoss`) between the two clouds of
-    ``b`` points in R^k. The teacher side is computed without a graph. Every step stays on the device:
-    shifted similarities lie in [0, 2], so ``2 * sqrt(k)`` bounds the diameter of both clouds and no
-    value is read back.
+    ``b`` points in R^k. The teacher side is computed without a graph and every step stays on the device.
+
+    ``diameter`` sets the start of the epsilon schedule without a device-to-host copy:
+    ``"auto"`` (default) uses the analytic bound ``2 * sqrt(k)`` on an accelerator (shifted similarities
+    lie in [0, 2]) and, on the CPU, where reading a value is no synchronisation, the bounding-box
+    diagonal of the two clouds as geomloss estimates it (typically 5-15x smaller for trained features,
+    so 3-4 fewer Sinkhorn iterations at ``scaling=0.5``); ``"bound"`` always uses the analytic bound; a
+    number is used as given. At ``scaling=0.5`` the schedules give values that differ by about 1e-3
+    relative (both within the accuracy of that scaling, see the module docstring).
 
     Small batches: with ``b <= k`` the loss uses ``k = b - 1`` anchors (a short last batch still
     trains); with ``b < 2`` there is no relation to distil and every term is a zero connected to the
@@ -192,8 +206,14 @@ class RelationalOTLoss(nn.Module):
         scaling: float = 0.5,
         gather: bool = True,
         check_finite: FiniteCheck = "async",
+        diameter: float | Literal["auto", "bound"] = "auto",
     ) -> None:
         super().__init__()
+        if not isinstance(diameter, (int, float)) and diameter not in ("auto", "bound"):
+            raise ValueError(
+                f"RelationalOTLoss: diameter must be 'auto', 'bound' or a number, got {diameter!r}"
+            )
+        self.diameter = diameter
         if k < 1:
             raise ValueError(f"RelationalOTLoss: k must be >= 1, got {k}")
         if centroid == "none":
@@ -208,7 +228,16 @@ class RelationalOTLoss(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return f"k={self.k}, centroid={self.centroid!r}, gather={self.gather}"
+        return f"k={self.k}, centroid={self.centroid!r}, gather={self.gather}, diameter={self.diameter!r}"
+
+    def _diameter(self, x: torch.Tensor, y: torch.Tensor, k: int) -> float:
+        if not isinstance(self.diameter, str):
+            return float(self.diameter)
+        bound = 2.0 * math.sqrt(k)
+        if self.diameter == "auto" and _similarity.on_host(x):
+            # not below blur: identical clouds have a zero box, and the schedule needs a positive start
+            return min(max(bounding_box_diameter(x, y), self.sinkhorn.blur), bound)
+        return bound
 
     def forward(
         self, student_features: torch.Tensor, teacher_features: torch.Tensor
@@ -231,7 +260,7 @@ class RelationalOTLoss(nn.Module):
                 out["centroid"] = zero
             return out
         x, y, s_s, s_t, k = relational_clouds(s, t, self.k)
-        out = {"ot": self.sinkhorn(x, y, diameter=2.0 * math.sqrt(k))}
+        out = {"ot": self.sinkhorn(x, y, diameter=self._diameter(x, y, k))}
         if self.centroid == "similarity":
             out["centroid"] = centroid_from_similarity(s_t, s_s)
         elif self.centroid == "features":

