@@ -226,6 +226,16 @@ def test_own_manifest_any_modalities(tmp_path: Path) -> None:
     assert store.array("resp").shape == (12, 2, 192)
     np.testing.assert_allclose(store.array("feat")[4], np.load(tmp_path / "s1_1_feat.npy"), rtol=1e-6)
     assert store.labels.tolist() == df["label"].tolist()
+    assert store.task.num_outputs == 2 and store.task.names == ["0", "1"]  # not the default bl1_pa4 names
+    three = prepare(cfg.model_copy(update={"task": "classification:3"}), tmp_path / "s3", progress=False)
+    assert three.task.num_outputs == 3
+
+
+def test_five_class_task_keeps_five_outputs_without_every_class(tmp_path: Path, biovid: Path) -> None:
+    # the dataset only has BL1 and PA4: labels 0 and 4, still a 5-way task
+    store = prepare(_cfg(biovid, task="five_class"), tmp_path / "s", progress=False)
+    assert sorted(set(store.labels.tolist())) == [0, 4]
+    assert store.task.num_outputs == 5 and store.task.names == ["BL1", "PA1", "PA2", "PA3", "PA4"]
 
 
 def test_cli_synth_then_prepare(tmp_path: Path) -> None:

@@ -51,8 +51,28 @@ def check_manifest(df: pd.DataFrame, modalities: list[str], source: str) -> pd.D
     return df.reset_index(drop=True)
 
 
-def task_spec(df: pd.DataFrame) -> dict[str, Any]:
-    """Arguments of ``mtpkdot.tasks.Task`` for this manifest (stored in the store's meta.json)."""
+def task_spec(df: pd.DataFrame, data_cfg: Any = None) -> dict[str, Any]:
+    """Arguments of ``mtpkdot.tasks.Task`` for this manifest (stored in the store's meta.json).
+
+    The task named by ``data.task`` wins when it fits the labels (so a fold or a dataset without PA2
+    still has 5 classes in ``five_class``); otherwise the classes are counted from the labels.
+    """
+    # own data has no named tasks: only an explicit "classification:<n>" / "regression:..." applies
+    if data_cfg is not None and not (data_cfg.dataset == "own" and ":" not in str(data_cfg.task)):
+        try:
+            from mtpkdot.tasks import Task
+
+            t = Task.from_config(data_cfg)
+        except (ImportError, ValueError, KeyError):
+            t = None
+        if t is not None:
+            fits = (
+                t.kind == "classification"
+                and "label" in df.columns
+                and int(df["label"].max()) < t.num_outputs
+            ) or (t.kind == "regression" and "label" not in df.columns and t.num_outputs == 2)
+            if fits:
+                return {"kind": t.kind, "num_outputs": int(t.num_outputs), "names": list(t.names)}
     if "label" not in df.columns:
         return {"kind": "regression", "num_outputs": 2, "names": ["valence", "arousal"]}
     n = int(df["label"].max()) + 1

@@ -535,7 +535,7 @@ def _finish(
         "key": key,
         "n": int(len(ok)),
         "dataset": data_cfg.dataset,
-        "task": task_spec(kept),
+        "task": task_spec(kept, data_cfg),
         "sequence": sequence,
         "sequence_length": data_cfg.sequence_length if sequence else None,
         "modalities": {k: {**specs[k], "kind": kinds[k]} for k in specs if k != "labels"},
