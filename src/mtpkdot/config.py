@@ -45,7 +45,7 @@ class ModalityConfig(Strict):
     segments: int = Field(8, ge=1, description="video: temporal segments sampled per clip")
     frames_per_segment: int = Field(1, ge=1, description="video: consecutive frames per segment")
     size: int = Field(112, ge=8, description="video: frame side after crop and resize")
-    face: str = Field("none", description="video: face detector for the crop (haar | none | a registered one)")
+    face: str = Field("none", description="video: face detector for the crop (haar | none | registered)")
     window: tuple[float, float] | None = Field(None, description="signal window in seconds (start, end)")
     sample_rate: float = Field(512.0, gt=0)
     lowpass_hz: float | None = None
@@ -86,7 +86,7 @@ class DataConfig(Strict):
     root: Path | None = Field(None, description="dataset root on disk")
     task: str = Field("bl1_pa4", description="biovid: bl1_pa4 | five_class; affwild2: va; own: see docs")
     annotations_root: Path | None = None
-    biosignals: Literal["filtered", "raw"] = Field("filtered", description="biovid: biosignals_<this>/ folder")
+    biosignals: Literal["filtered", "raw"] = Field("filtered", description="biovid: biosignals_<x>/")
     videos_root: Path | None = None
     manifest: Path | None = None
     store: Path | None = Field(None, description="prepared store (default: <out>/store)")
