@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from geomloss import SamplesLoss
 
-from mtpkdot.distill import RelationalOTLoss, SinkhornLoss, relational_clouds
+from mtpkdot.distill import RelationalOTLoss, relational_clouds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,17 +117,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_ms(fn: Callable[[], None], repeats: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+def time_ms(fns: list[Callable[[], None]], repeats: int, warmup: int, device: torch.device) -> list[float]:
+    """Median ms of each function; calls are interleaved (order alternating) so load drift hits all alike."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for r in range(repeats):
+        order = list(range(len(fns)))
+        if r % 2:
+            order.reverse()
+        for i in order:
+            _sync(device)
+            t0 = time.perf_counter()
+            fns[i]()
+            _sync(device)
+            times[i].append((time.perf_counter() - t0) * 1e3)
+    return [statistics.median(t) for t in times]
 
 
 def step(term: Callable, student: torch.Tensor, teacher: torch.Tensor, gamma: float = 0.2) -> None:
@@ -181,8 +187,12 @@ def main() -> None:
     print(f"{'b':>5} {'ours ms':>9} {'ref ms':>9} {'ratio':>6} {'ours err':>9} {'ref err':>9}")
     for b in args.sizes:
         s, t = features(b, args.dim, device, args.seed + b)
-        ours_ms = time_ms(lambda s=s, t=t: step(ours, s, t), args.repeats, args.warmup, device)
-        ref_ms = time_ms(lambda s=s, t=t: step(reference, s, t), args.repeats, args.warmup, device)
+        ours_ms, ref_ms = time_ms(
+            [lambda s=s, t=t: step(ours, s, t), lambda s=s, t=t: step(reference, s, t)],
+            args.repeats,
+            args.warmup,
+            device,
+        )
         with torch.no_grad():
             x, y, *_ = relational_clouds(s, t, args.k)
             ours_val = float(ours(s, t)["ot"])
@@ -204,9 +214,9 @@ def main() -> None:
         )
         for sc in args.scalings:
             term = RelationalOTLoss(k=args.k, centroid="similarity", scaling=sc)
-            ms = time_ms(lambda s=s, t=t, term=term: step(term, s, t), args.repeats, args.warmup, device)
+            (ms,) = time_ms([lambda s=s, t=t, term=term: step(term, s, t)], args.repeats, args.warmup, device)
             with torch.no_grad():
-                val = float(SinkhornLoss(scaling=sc)(x, y, diameter=2 * math.sqrt(min(args.k, b - 1))))
+                val = float(term(s, t)["ot"])
             sweep.setdefault(str(b), {})[f"{sc:g}"] = {
                 "ms": ms,
                 "rel_error": abs(val - ours_true) / abs(ours_true),

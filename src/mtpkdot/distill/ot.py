@@ -105,27 +105,30 @@ class SinkhornLoss(nn.Module):
             )
         self.blur, self.p, self.debias, self.scaling = blur, p, debias, scaling
         self.diameter, self.check_finite, self.backend = diameter, check_finite, backend
-        self._solvers: dict[float | None, SamplesLoss] = {}
+        self._samples: SamplesLoss | None = None
 
     def extra_repr(self) -> str:
         return f"blur={self.blur}, p={self.p}, debias={self.debias}, scaling={self.scaling}, diameter={self.diameter}"
 
     def _solver(self, diameter: float | None) -> SamplesLoss:
-        solver = self._solvers.get(diameter)
-        if solver is None:
-            solver = SamplesLoss(
+        # One geomloss module; the diameter may change per call (RelationalOTLoss on the CPU), and
+        # SamplesLoss reads the attribute at each call.
+        if self._samples is None:
+            self._samples = SamplesLoss(
                 "sinkhorn",
                 p=self.p,
                 blur=self.blur,
                 debias=self.debias,
                 scaling=self.scaling,
-                diameter=diameter,
                 backend=self.backend,
             )
-            self._solvers[diameter] = solver
-        return solver
+        self._samples.diameter = diameter
+        return self._samples
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, diameter: float | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, diameter: float | None = None, checked: bool = False
+    ) -> torch.Tensor:
+        """``checked=True``: the caller has already verified that both clouds are finite."""
         if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
             raise ValueError(
                 f"SinkhornLoss expects two point clouds n x d and m x d, got {tuple(x.shape)} and {tuple(y.shape)}"
@@ -134,7 +137,8 @@ class SinkhornLoss(nn.Module):
             x = x.float()
         if y.dtype != x.dtype:
             y = y.to(x.dtype)
-        check_finite(x, y, name="SinkhornLoss: the point clouds", mode=self.check_finite)
+        if not checked:
+            check_finite(x, y, name="SinkhornLoss: the point clouds", mode=self.check_finite)
         solver = self._solver(self.diameter if diameter is None else float(diameter))
         grad_mode = torch.is_grad_enabled()
         try:
@@ -230,14 +234,20 @@ class RelationalOTLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"k={self.k}, centroid={self.centroid!r}, gather={self.gather}, diameter={self.diameter!r}"
 
-    def _diameter(self, x: torch.Tensor, y: torch.Tensor, k: int) -> float:
+    def _diameter(self, x: torch.Tensor, y: torch.Tensor, k: int) -> tuple[float, bool]:
+        """(diameter, whether the clouds were found finite on the way)."""
         if not isinstance(self.diameter, str):
-            return float(self.diameter)
+            return float(self.diameter), False
         bound = 2.0 * math.sqrt(k)
         if self.diameter == "auto" and _similarity.on_host(x):
+            box = bounding_box_diameter(x, y)
+            if not math.isfinite(box):  # NaN or inf anywhere in the clouds makes the box non-finite
+                if self.sinkhorn.check_finite != "off":
+                    raise ValueError("RelationalOTLoss: the similarity clouds hold NaN or inf values")
+                return bound, False
             # not below blur: identical clouds have a zero box, and the schedule needs a positive start
-            return min(max(bounding_box_diameter(x, y), self.sinkhorn.blur), bound)
-        return bound
+            return min(max(box, self.sinkhorn.blur), bound), True
+        return bound, False
 
     def forward(
         self, student_features: torch.Tensor, teacher_features: torch.Tensor
@@ -260,7 +270,8 @@ class RelationalOTLoss(nn.Module):
                 out["centroid"] = zero
             return out
         x, y, s_s, s_t, k = relational_clouds(s, t, self.k)
-        out = {"ot": self.sinkhorn(x, y, diameter=self._diameter(x, y, k))}
+        diameter, checked = self._diameter(x, y, k)
+        out = {"ot": self.sinkhorn(x, y, diameter=diameter, checked=checked)}
         if self.centroid == "similarity":
             out["centroid"] = centroid_from_similarity(s_t, s_s)
         elif self.centroid == "features":
