@@ -204,3 +204,17 @@ def test_cpu_fast_paths_agree_with_the_accelerator_paths(monkeypatch):
     )
     with pytest.raises(ValueError, match="diameter"):
         RelationalOTLoss(diameter="wide")  # type: ignore[arg-type]
+
+
+def test_relational_loss_inside_autocast_runs_in_full_precision():
+    torch.manual_seed(7)
+    s = torch.randn(24, 16, requires_grad=True)
+    t = torch.randn(24, 16)
+    ref = RelationalOTLoss(k=5, centroid="similarity")(s, t)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = RelationalOTLoss(k=5, centroid="similarity")(s, t)
+    assert got["ot"].dtype == torch.float32
+    for key in ref:
+        assert float(got[key].detach()) == pytest.approx(float(ref[key].detach()), rel=1e-6)
+    got["ot"].backward()
+    assert torch.isfinite(s.grad).all()

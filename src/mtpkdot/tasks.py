@@ -101,6 +101,8 @@ class Task:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(pred n x C, labels, valid) with leading axes flattened; ``valid`` is n (cls) or n x C (reg)."""
         c = self.num_outputs
+        if pred.dtype in (torch.float16, torch.bfloat16):
+            pred = pred.float()  # CE / CCC moments in full precision under AMP
         if pred.shape[-1] != c:
             raise ValueError(f"Task: predictions have {pred.shape[-1]} outputs, the task has {c}")
         if self.kind == "classification":

@@ -149,7 +149,8 @@ class SinkhornLoss(nn.Module):
         solver = self._solver(self.diameter if diameter is None else float(diameter))
         grad_mode = torch.is_grad_enabled()
         try:
-            value = solver(x, y)
+            with _similarity.full_precision(x.device.type):
+                value = solver(x, y)
         finally:
             torch.set_grad_enabled(grad_mode)
         return value if grad_mode else value.detach()
@@ -282,5 +283,5 @@ class RelationalOTLoss(nn.Module):
         if self.centroid == "similarity":
             out["centroid"] = centroid_from_similarity(s_t, s_s)
         elif self.centroid == "features":
-            out["centroid"] = (t.detach().mean(0) - s.mean(0)).pow(2).sum()
+            out["centroid"] = (t.detach().float().mean(0) - s.float().mean(0)).pow(2).sum()
         return out

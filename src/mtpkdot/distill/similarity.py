@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -18,18 +20,29 @@ def on_host(t: torch.Tensor) -> bool:
     return t.device.type == "cpu"
 
 
+def full_precision(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast off: similarities and Sinkhorn run in float32 or float64 even inside an AMP region
+    (exp(-cost / 0.01) underflows in half precision)."""
+    try:
+        return torch.autocast(device_type=device_type, enabled=False)
+    except RuntimeError:  # a device type without autocast support
+        return contextlib.nullcontext()
+
+
 def similarity_matrix(x: torch.Tensor) -> torch.Tensor:
     """Row-wise cosine similarity ``S = (X X^T) / (N N^T)`` of a ``b x d`` matrix (Eqs. 2-5), ``b x b``.
 
     Each row is divided by ``max(||x_i||, 1e-8)``, so a zero row gives 0 (never NaN) and finite gradients.
-    Half-precision inputs are computed in float32 (the guard and the later Sinkhorn need the range).
+    Half-precision inputs (and autocast regions) are computed in float32: the guard and the later
+    Sinkhorn need the range.
     """
     if x.dim() != 2:
         raise ValueError(f"similarity_matrix expects a b x d matrix, got shape {tuple(x.shape)}")
     if x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()
-    unit = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(NORM_EPS)
-    return unit @ unit.T
+    with full_precision(x.device.type):
+        unit = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(NORM_EPS)
+        return unit @ unit.T
 
 
 def select_anchors(s_teacher: torch.Tensor, k: int, exclude_self: bool = True) -> torch.Tensor:
