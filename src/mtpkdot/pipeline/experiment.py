@@ -188,8 +188,11 @@ def run_experiment(
     run_dir.mkdir(parents=True, exist_ok=True)
     check_run_dir(cfg, run_dir, dist.is_main)
     store = open_store(cfg, run_dir, dist)
-    fold_df = load_folds(cfg, store, run_dir, dist.is_main)
+    if dist.is_main:  # the other ranks read the saved folds once rank 0 has written them
+        fold_df = load_folds(cfg, store, run_dir, True)
     dist.barrier()
+    if not dist.is_main:
+        fold_df = load_folds(cfg, store, run_dir, False)
     all_folds = fold_numbers(fold_df)
     chosen = list(folds) if folds else all_folds
     bad = [k for k in chosen if k not in all_folds]

@@ -1,0 +1,161 @@
+"""Every shipped config validates, follows the paper where it states a value, and runs end to end on a
+tiny synthetic dataset of its layout (the end-to-end runs are slow: `pytest -m slow`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from mtpkdot.cli import app
+from mtpkdot.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SHIPPED = [
+    "demo",
+    "biovid_a",
+    "biovid_a_5class",
+    "biovid_b",
+    "biovid_b_physio_student",
+    "affwild2",
+    "own_data",
+]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_config_validates(name):
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    assert cfg.student.methods == ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot"]
+    assert (cfg.distill.alpha, cfg.distill.beta, cfg.distill.gamma) == (0.8, 0.2, 0.2)  # Eq. 10
+    from mtpkdot.registry import BACKBONES, FUSIONS, load_all
+
+    load_all()
+    assert cfg.teacher.fusion in FUSIONS
+    for m in cfg.data.modalities.values():
+        assert m.backbone in BACKBONES
+
+
+def test_demo_config_is_the_packaged_one():
+    from mtpkdot.pipeline.demo import demo_yaml
+
+    assert (CONFIGS / "demo.yaml").read_text() == demo_yaml()
+
+
+def test_paper_hyper_parameters():
+    """Values stated in the paper, Sec. IV-B."""
+    a = load_config(CONFIGS / "biovid_a.yaml")
+    b = load_config(CONFIGS / "biovid_b.yaml")
+    for cfg in (a, b):
+        assert (
+            cfg.data.modalities["video"].train.lr == 1e-3
+            and cfg.data.modalities["video"].train.batch_size == 64
+        )
+        assert cfg.teacher.lr == 1e-4 and cfg.teacher.batch_size == 64
+        assert cfg.adapters.lr == 1e-3
+        assert cfg.student.lr == 1e-4 and cfg.student.batch_size == 128
+        assert cfg.distill.k == 30
+        assert cfg.protocol.scheme == "kfold" and cfg.protocol.folds == 5
+    assert a.teacher.fusion == "concat" and a.data.modalities["eda"].backbone == "cnn1d"
+    assert b.teacher.fusion == "mmt" and b.data.modalities["emg"].backbone == "resnet18_spec"
+    assert load_config(CONFIGS / "biovid_a_5class.yaml").data.task == "five_class"
+    p = load_config(CONFIGS / "biovid_b_physio_student.yaml")
+    assert p.data.prevalent == ["emg"] and p.data.privileged == ["video"]
+    w = load_config(CONFIGS / "affwild2.yaml")
+    assert w.teacher.fusion == "jca" and w.teacher.lr == 1e-3 and w.student.batch_size == 128
+    assert (
+        w.data.modalities["video"].train.batch_size == 8 and w.data.modalities["audio"].train.batch_size == 8
+    )
+    assert (w.data.modalities["audio"].freq_bins, w.data.modalities["audio"].time_bins) == (64, 107)
+    assert w.protocol.scheme == "official" and w.data.task == "va"
+
+
+# ------------------------------------------------------------------------------------- end to end
+def _shrink(cfg_name: str) -> list[str]:
+    cfg = load_config(CONFIGS / f"{cfg_name}.yaml")
+    sets = ["num_threads=1", "seeds=[0]", "student.methods=[none, mtpkdot]", "distill.k=3"]
+    for sec in ["teacher", "adapters", "tnet", "student"]:
+        sets += [f"{sec}.epochs=1", f"{sec}.batch_size=8"]
+    sets += ["adapters.hidden=8", "tnet.hidden=[8]"]
+    for name, m in cfg.data.modalities.items():
+        p = f"data.modalities.{name}"
+        sets += [f"{p}.feature_dim=16", f"{p}.train.epochs=1", f"{p}.train.batch_size=8"]
+        if m.kind == "video":
+            sets += [
+                f"{p}.backbone=tiny3d",
+                f"{p}.backbone_kwargs={{width: 4}}",
+                f"{p}.size=16",
+                f"{p}.segments=4",
+                f"{p}.face=none",
+            ]
+        if m.kind == "eda" or m.kind == "signal":
+            sets += [f"{p}.window=[0.0, 2.0]"] if m.window else []
+        if m.kind == "emg":
+            sets += [f"{p}.window=[0.5, 2.0]"]
+        if m.kind == "audio":
+            sets += [f"{p}.freq_bins=16", f"{p}.time_bins=16"]
+    if cfg.teacher.fusion == "mmt":
+        sets += ["teacher.fusion_kwargs={d_model: 16, heads: 2, ff_dim: 16, layers: 1, dropout: 0.0}"]
+    if cfg.teacher.fusion == "jca":
+        sets += ["teacher.fusion_kwargs={k: 4, hidden: 16}", "data.sequence_length=2"]
+    if cfg.protocol.scheme == "kfold":
+        sets += ["protocol.folds=2", "protocol.val_subjects=0.3"]
+    return sets
+
+
+def _synth_biovid(root: Path, part: str, five_class: bool) -> None:
+    from mtpkdot.config import SynthConfig
+    from mtpkdot.data import synth_biovid
+
+    synth_biovid(
+        root,
+        SynthConfig(subjects=5, samples_per_class=2, size=24, duration=2.0, part=part, five_class=five_class),
+    )
+
+
+def _own_data(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(5):
+        for k in range(4):
+            label = k % 2
+            sid = f"p{s}_{k}"
+            video = rng.integers(0, 255, size=(8, 20, 20, 3), dtype=np.uint8)
+            signal = (rng.normal(size=(1, 1024)) + label).astype(np.float32)
+            np.save(root / f"{sid}_video.npy", video)
+            np.save(root / f"{sid}_signal.npy", signal)
+            rows.append((sid, f"p{s}", label, f"{sid}_video.npy", f"{sid}_signal.npy"))
+    df = pd.DataFrame(rows, columns=["sample_id", "subject_id", "label", "path_video", "path_signal"])
+    df.to_csv(root / "manifest.csv", index=False)
+    return root / "manifest.csv"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n != "demo"])
+def test_config_runs_end_to_end(name, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    sets = _shrink(name)
+    if name.startswith("biovid"):
+        _synth_biovid(data, "A" if name.startswith("biovid_a") else "B", name.endswith("5class"))
+        sets.append(f"data.root={data}")
+    elif name == "affwild2":
+        from mtpkdot.config import SynthConfig
+        from mtpkdot.data import synth_affwild2
+
+        synth_affwild2(data, SynthConfig(subjects=4, size=24, duration=3.0))
+        sets.append(f"data.root={data}")
+    elif name == "own_data":
+        sets.append(f"data.manifest={_own_data(data)}")
+    args = ["run", str(CONFIGS / f"{name}.yaml"), "--out", str(tmp_path / "run"), "--device", "cpu"]
+    args += [a for s in sets for a in ("--set", s)]
+    res = CliRunner().invoke(app, args)
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    assert res.exit_code == 0, res.output
+    summary = pd.read_csv(tmp_path / "run" / "summary.csv")
+    assert {"none", "mtpkdot", "teacher"} <= set(summary["method"])
+    metric = "ccc_mean" if name == "affwild2" else "accuracy"
+    assert summary[metric].notna().all()
