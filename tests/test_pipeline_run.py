@@ -204,3 +204,23 @@ def test_run_help_lists_the_options():
     for opt in ("--set", "--folds", "--methods", "--seeds", "--out", "--device", "--amp"):
         assert opt in res.output
     assert os.environ.get(INTERRUPT_ENV) is None
+
+
+def test_finetune_backbone_trains_the_student_end_to_end(tiny):
+    """student.finetune_backbone: the student's video backbone starts from the fold's backbone and moves."""
+    import torch
+
+    run = tiny["base"] / "run_ft"
+    sets = tiny["sets"] + ["student.finetune_backbone=true"]
+    res = _cli(
+        ["demo", "--out", str(run), "--device", "cpu", "--methods", "mtpkdot", "--folds", "1"]
+        + _set_args(sets)
+    )
+    assert res.exit_code == 0, res.output
+    fold = run / "seed0" / "fold1"
+    student = torch.load(fold / "student_mtpkdot" / "best.pt", weights_only=False)["modules"]["student"]
+    start = torch.load(fold / "backbone_video" / "best.pt", weights_only=False)["modules"]["model"]
+    keys = [k for k in student if k.startswith("backbones.video.") and k.endswith("weight")]
+    assert keys
+    moved = [not torch.equal(student[k], start["backbone." + k[len("backbones.video.") :]]) for k in keys]
+    assert any(moved)

@@ -63,6 +63,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/demo"), "--out", help="where data, store and results go"),
         set_: list[str] = typer.Option([], "--set", help="override a key of the demo config (dotted)"),
         device: str = typer.Option(None, "--device", help="auto | cpu | cuda"),
+        folds: str = typer.Option(None, "--folds", help="only these folds, e.g. 1 (default: all 3)"),
+        methods: str = typer.Option(None, "--methods", help="only these students, e.g. none,mtpkdot"),
     ) -> None:
         """Generate the embedded synthetic dataset (Biovid layout: videos + biosignal CSVs), prepare it,
         run every stage and method on it, write the report and print the results table.
@@ -72,7 +74,7 @@ def register(app: typer.Typer) -> None:
         from mtpkdot.pipeline.demo import demo_config
 
         cfg = demo_config(out, set_)
-        _run_and_report(cfg, out, None, None, None, device, None)
+        _run_and_report(cfg, out, folds, methods, None, device, None)
 
     @app.command("evaluate")
     def evaluate_cmd(
