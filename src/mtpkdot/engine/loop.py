@@ -91,7 +91,7 @@ def run_epoch(
     device: torch.device | None = None,
     amp: bool = False,
     scaler: torch.amp.GradScaler | None = None,
-    after_step: Callable[[], None] | None = None,
+    after_backward: Callable[[], None] | None = None,
     grad_clip: float | None = None,
 ) -> dict[str, float]:
     """One pass of gradient steps; ``compute(batch) -> (losses, n)`` with ``losses["total"]`` to minimise.
@@ -110,6 +110,8 @@ def run_epoch(
             raise FloatingPointError(f"non-finite training loss {total.item()} (terms: {_floats(losses)})")
         if scaler is not None:
             scaler.scale(total).backward()
+            if after_backward is not None:  # e.g. averaging gradients over ranks (DDP arithmetic)
+                after_backward()
             if grad_clip:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(params or [], grad_clip)
@@ -117,8 +119,8 @@ def run_epoch(
             scaler.update()
         else:
             total.backward()
-            if after_step is not None:
-                after_step()
+            if after_backward is not None:
+                after_backward()
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(params or [], grad_clip)
             optimizer.step()
