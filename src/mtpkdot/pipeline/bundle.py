@@ -170,7 +170,7 @@ def read_input(model: BundleModel, path: str | Path) -> dict[str, np.ndarray]:
     shape = tuple(model.bundle["item_shapes"][mod])
     if path.suffix == ".npy":
         arr = np.load(path)
-    elif path.suffix.lower() in VIDEO_SUFFIXES:
+    elif path.suffix.lower() in VIDEO_SUFFIXES or path.is_dir():  # a video file or a folder of frames
         arr = _prepare_video(model, mod, path)
     else:
         raise ValueError(
@@ -185,14 +185,12 @@ def read_input(model: BundleModel, path: str | Path) -> dict[str, np.ndarray]:
 
 def _prepare_video(model: BundleModel, mod: str, path: Path) -> np.ndarray:
     """Decode, crop and sample a clip with the same settings as ``prepare`` used for training."""
-    from mtpkdot.signals import video as V
+    # the data side's own per-video preparation (time window, TSN sampling, face crop, resize), so a
+    # deployed clip is prepared exactly as the training clips were
+    from mtpkdot.data.prepare import _video
 
     mc = ModalityConfig.model_validate(model.bundle["modalities"][mod])
-    n, _ = V.video_info(path)
-    frames, _ = V.decode_frames(path, V.tsn_indices(n, mc.segments, mc.frames_per_segment))
-    if mc.face != "none":
-        frames = V.crop_face(frames, V.get_face_detector(mc.face), source=str(path))
-    return V.resize_frames(frames, mc.size)
+    return np.asarray(_video(Path(path), mc, {}))
 
 
 def predict(bundle: str | Path, inputs: list[str | Path]) -> list[dict[str, Any]]:

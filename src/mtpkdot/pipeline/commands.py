@@ -108,7 +108,9 @@ def register(app: typer.Typer) -> None:
         bundle: Path = typer.Argument(
             ..., exists=True, dir_okay=False, help="a bundle from `mtpkdot export`"
         ),
-        inputs: list[Path] = typer.Argument(..., exists=True, help="video files or prepared .npy samples"),
+        inputs: list[Path] = typer.Argument(
+            ..., exists=True, help="video files, frame folders or prepared .npy samples"
+        ),
     ) -> None:
         """Predict from the prevalent modality alone; prints one JSON object per sample
         (class probabilities, or valence/arousal)."""
