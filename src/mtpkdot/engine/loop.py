@@ -59,9 +59,12 @@ def index_batches(
     """Split store indices into batches (shuffled with ``generator``).
 
     ``drop_last`` drops a trailing partial batch only when at least one full batch exists (training
-    with relational losses wants full batches; evaluation never drops). With ``world_size > 1`` each
-    global batch is split across ranks (rank r takes every world_size-th element), like a
-    DistributedSampler whose ranks step through the same global batches.
+    with relational losses wants full batches; evaluation never drops). With ``world_size > 1`` every
+    rank builds the same global batches and takes its contiguous block of each, ``b / world_size``
+    rows: the all-gather of the relational losses (rank order) then rebuilds the global batch in the
+    single-process order. A global batch whose size is not a multiple of ``world_size`` loses its last
+    rows (the gather needs equal shards), so with ``batch_size % world_size == 0`` and full batches the
+    ranks see exactly the single-process batches.
     """
     idx = torch.as_tensor(
         list(indices) if not isinstance(indices, torch.Tensor) else indices, dtype=torch.long
@@ -73,7 +76,12 @@ def index_batches(
         n = (n // batch_size) * batch_size
     out = [idx[i : min(i + batch_size, n)] for i in range(0, n, batch_size)]
     if world_size > 1:
-        out = [b[rank::world_size] for b in out]
+        shards = []
+        for b in out:
+            n_rank = len(b) // world_size
+            if n_rank > 0:
+                shards.append(b[rank * n_rank : (rank + 1) * n_rank])
+        out = shards
     return out
 
 
@@ -91,12 +99,13 @@ def run_epoch(
     device: torch.device | None = None,
     amp: bool = False,
     scaler: torch.amp.GradScaler | None = None,
-    after_backward: Callable[[], None] | None = None,
     grad_clip: float | None = None,
 ) -> dict[str, float]:
     """One pass of gradient steps; ``compute(batch) -> (losses, n)`` with ``losses["total"]`` to minimise.
 
-    Returns the sample-weighted mean of every loss term (unweighted terms as the method reports them).
+    Under DDP ``compute`` is the DistributedDataParallel-wrapped step, so the gradients are averaged
+    over ranks during ``backward``. Returns the sample-weighted mean of every loss term (unweighted
+    terms as the method reports them; under DDP, this rank's shard).
     """
     device = device or torch.device("cpu")
     sums: dict[str, float] = {}
@@ -110,8 +119,6 @@ def run_epoch(
             raise FloatingPointError(f"non-finite training loss {total.item()} (terms: {_floats(losses)})")
         if scaler is not None:
             scaler.scale(total).backward()
-            if after_backward is not None:  # e.g. averaging gradients over ranks (DDP arithmetic)
-                after_backward()
             if grad_clip:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(params or [], grad_clip)
@@ -119,8 +126,6 @@ def run_epoch(
             scaler.update()
         else:
             total.backward()
-            if after_backward is not None:
-                after_backward()
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(params or [], grad_clip)
             optimizer.step()

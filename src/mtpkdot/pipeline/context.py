@@ -32,7 +32,10 @@ def plain(obj: Any) -> Any:
 
 @dataclass
 class Dist:
-    """This process's place in a multi-process run (rank 0 of 1 when single-process)."""
+    """This process's place in a multi-process run (rank 0 of 1 when single-process).
+
+    Gradients are averaged by DistributedDataParallel (``stages.data_parallel``), not here.
+    """
 
     rank: int = 0
     world_size: int = 1
@@ -46,27 +49,6 @@ class Dist:
             import torch.distributed as dist
 
             dist.barrier()
-
-    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        """Average gradients over ranks: the arithmetic DistributedDataParallel applies after backward."""
-        if self.world_size == 1:
-            return
-        import torch.distributed as dist
-
-        for p in params:
-            if p.grad is not None:
-                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-                p.grad.div_(self.world_size)
-
-    def broadcast_buffers(self, modules: list[torch.nn.Module]) -> None:
-        """Rank 0's BatchNorm statistics everywhere (DDP's ``broadcast_buffers``), once per epoch."""
-        if self.world_size == 1:
-            return
-        import torch.distributed as dist
-
-        for m in modules:
-            for b in m.buffers():
-                dist.broadcast(b, src=0)
 
 
 @dataclass

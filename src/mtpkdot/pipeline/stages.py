@@ -4,18 +4,21 @@ backbone_<mod> -> features (cache) -> teacher -> tnet -> adapters -> student_<me
 each trained on the fold's training subjects, with its epoch selected on the fold's validation
 subjects, then evaluated ONCE on the fold's test subjects with the selected checkpoint (``test.json``).
 Every stage is skipped when its ``done`` marker exists and restarts from ``last.pt`` when interrupted.
+Under ``torchrun`` each trained stage runs its steps through DistributedDataParallel
+(:func:`data_parallel`); evaluation and checkpoints use the unwrapped modules.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from mtpkdot.atomic import atomic_save_npz, atomic_write
 from mtpkdot.engine.checkpoint import file_hash, load_checkpoint
@@ -33,6 +36,8 @@ from mtpkdot.pipeline.inputs import (
 
 EVAL_BATCH = 256
 TSNE_CAP = 500
+
+Compute = Callable[[torch.Tensor], tuple[dict[str, torch.Tensor], int]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,7 +63,6 @@ def _train_batches(ctx: FoldContext, stage: str, epoch: int, batch_size: int) ->
     ws = ctx.dist.world_size
     if ws > 1:  # equal shards per rank (the gather of relational losses needs them)
         batch_size = max(ws, batch_size - batch_size % ws)
-        idx = idx[: len(idx) - len(idx) % ws]
     return index_batches(
         idx, batch_size, shuffle=True, generator=gen, drop_last=True, rank=ctx.dist.rank, world_size=ws
     )
@@ -104,8 +108,44 @@ def _write_test(ctx: FoldContext, stage: str, metrics: dict[str, float], n: int,
     )
 
 
-def _after_backward(ctx: FoldContext, params: list[nn.Parameter]) -> Callable[[], None] | None:
-    return (lambda: ctx.dist.average_gradients(params)) if ctx.dist.world_size > 1 else None
+class StageStep(nn.Module):
+    """The modules a stage trains, with the computation of one training step as ``forward``.
+
+    DistributedDataParallel averages the gradients of the module it wraps during ``backward`` and
+    arms that reduction in the module's ``forward``. A stage trains one or several modules (backbone
+    + head, adapters + heads, the student inside a distillation method) through a computation that is
+    no single module's forward (feature look-up, frozen teachers, losses, the relational all-gather),
+    so that computation is the forward of this container. ``compute(idx) -> (losses, n)``.
+    """
+
+    def __init__(self, stage: str, modules: Mapping[str, nn.Module], compute: Compute) -> None:
+        super().__init__()
+        self.stage = stage
+        self.trained = nn.ModuleDict(dict(modules))
+        self.compute = compute
+
+    def forward(self, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        return self.compute(idx)
+
+
+def data_parallel(
+    ctx: FoldContext, stage: str, modules: Mapping[str, nn.Module], compute: Compute
+) -> Compute:
+    """The training step of ``stage`` for :func:`run_epoch`: ``compute`` itself in a single process,
+    under ``torchrun`` a DistributedDataParallel around a :class:`StageStep` of ``modules``.
+
+    DDP averages the parameter gradients over ranks; with the distillation core's all-gather, whose
+    backward sums over ranks (``mtpkdot.engine.distributed``), the update equals the single-process
+    update on the global batch. DDP's default buffer sync gives every rank rank 0's BatchNorm statistics
+    at every forward. Every trainable parameter takes part in every step, so ``find_unused_parameters``
+    (a graph walk per step) stays off; frozen parameters (``requires_grad=False``, e.g. the student's
+    T-Nets) are ignored by DDP. Checkpoints and evaluation use ``modules`` themselves, unwrapped.
+    """
+    if ctx.dist.world_size == 1:
+        return compute  # nothing wrapped: single-process results stay bit-identical
+    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    # DDP's default buffer sync (``broadcast_buffers``, ``forward_sync_buffers`` from torch 2.13) is on
+    return DistributedDataParallel(StageStep(stage, modules, compute), device_ids=device_ids)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,11 +220,12 @@ def train_backbone(ctx: FoldContext, mod: str) -> None:
         loss = _task_loss(ctx, out, y, m)
         return {"total": loss, "task": loss}, len(idx)
 
+    step = data_parallel(ctx, stage, {"model": model}, compute)
+
     def train_epoch(epoch: int) -> dict[str, float]:
         model.train()
         batches = _train_batches(ctx, stage, epoch, tc.batch_size)
-        res = run_epoch(batches, compute, opt, params, dev, ctx.amp, scaler, _after_backward(ctx, params))
-        ctx.dist.broadcast_buffers([model])
+        res = run_epoch(batches, step, opt, params, dev, ctx.amp, scaler)
         return {f"train_{k}": v for k, v in res.items()}
 
     def evaluate(idx: np.ndarray) -> dict[str, float]:
@@ -303,7 +344,7 @@ def _train_on_features(
     modules: dict[str, nn.Module],
     params: list[nn.Parameter],
     tc: Any,
-    compute: Callable[[torch.Tensor], tuple[dict[str, torch.Tensor], int]],
+    compute: Compute,
     validate: Callable[[], dict[str, float]],
     primary: str,
     higher_is_better: bool = True,
@@ -311,22 +352,14 @@ def _train_on_features(
 ) -> Any:
     opt = make_optimizer(params, tc)
     scaler = _scaler(ctx)
-    trained = [m for m in modules.values()]
+    step = data_parallel(ctx, stage, modules, compute)
 
     def train_epoch(epoch: int) -> dict[str, float]:
-        for m in trained:
+        for m in modules.values():
             m.train()
         res = run_epoch(
-            _train_batches(ctx, stage, epoch, tc.batch_size),
-            compute,
-            opt,
-            params,
-            ctx.device,
-            ctx.amp,
-            scaler,
-            _after_backward(ctx, params),
+            _train_batches(ctx, stage, epoch, tc.batch_size), step, opt, params, ctx.device, ctx.amp, scaler
         )
-        ctx.dist.broadcast_buffers(trained)
         return {f"train_{k}": v for k, v in res.items()}
 
     return fit(
@@ -657,22 +690,15 @@ def train_student(ctx: FoldContext, method_name: str) -> None:
     opt = make_optimizer(params, sc)
     scaler = _scaler(ctx)
     bs_eval = sc.batch_size if finetune else EVAL_BATCH
+    # DDP wraps the student (what the optimiser trains); Method.forward_train runs inside its forward
+    step = data_parallel(ctx, stage, {"student": student}, compute)
 
     def train_epoch(epoch: int) -> dict[str, float]:
         selections.clear()
         method.train()
         res = run_epoch(
-            _train_batches(ctx, stage, epoch, sc.batch_size),
-            compute,
-            opt,
-            params,
-            ctx.device,
-            ctx.amp,
-            scaler,
-            _after_backward(ctx, params),
+            _train_batches(ctx, stage, epoch, sc.batch_size), step, opt, params, ctx.device, ctx.amp, scaler
         )
-        if finetune:
-            ctx.dist.broadcast_buffers([student])
         row = {f"train_{k}": v for k, v in res.items()}
         row.update({f"sel_{k}": float(v) for k, v in selections.items()})
         return row
