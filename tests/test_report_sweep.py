@@ -256,3 +256,29 @@ def test_sweep_report_without_results(tmp_path, base_config):
     run_sweep(base_config, ["anchors=5,10"], out=out, runner=lambda cfg, d: None)
     md = write_sweep_report(out).read_text()
     assert "no grid point has results yet" in md
+
+
+def test_share_upstream_links_only_finished_teacher_side_stages(tmp_path):
+    from mtpkdot.report.sweep import share_upstream
+
+    src, dst = tmp_path / "a", tmp_path / "b"
+    for stage, done in [
+        ("backbone_video", True),
+        ("features", True),
+        ("teacher", True),
+        ("tnet", True),
+        ("adapters", False),
+        ("student_mtpkdot", True),
+    ]:
+        d = src / "seed0" / "fold1" / stage
+        d.mkdir(parents=True)
+        (d / "best.pt").write_bytes(b"w")
+        if done:
+            (d / "done").write_text("h\n")
+    assert share_upstream(src, dst) == 4
+    linked = sorted(p.name for p in (dst / "seed0" / "fold1").iterdir())
+    assert linked == ["backbone_video", "features", "teacher", "tnet"]
+    a = src / "seed0" / "fold1" / "teacher" / "best.pt"
+    b = dst / "seed0" / "fold1" / "teacher" / "best.pt"
+    assert a.stat().st_ino == b.stat().st_ino
+    assert share_upstream(src, dst) == 0  # existing stages are left alone

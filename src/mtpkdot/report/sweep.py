@@ -32,6 +32,9 @@ GRID_ALIASES = {"batch_size": "student.batch_size", "anchors": "distill.k", "cen
 SETTING_KEYS = {v: k for k, v in GRID_ALIASES.items()}  # dotted key -> sweep.csv column
 DEFAULT_METHODS = ["none", "mtpkdot"]  # the teacher (upper bound) is trained by every run anyway
 PLAN_FILE = "sweep.json"
+# Grid keys under these sections leave every teacher-side stage unchanged, so points can share them.
+STUDENT_SECTIONS = {"student", "distill"}
+UPSTREAM_STAGES = ("backbone_", "features", "teacher", "tnet", "adapters")
 
 Runner = Callable[[Any, Path], Any]
 
@@ -182,6 +185,32 @@ def _write_plan(
     atomic_write_text(out_dir / PLAN_FILE, json.dumps(data, indent=2, default=str) + "\n")
 
 
+def share_upstream(src: Path, dst: Path) -> int:
+    """Hard-link the finished teacher-side stages of run ``src`` into run ``dst``; return how many.
+
+    When a sweep varies only student/distillation settings, every point would retrain identical
+    backbones, teachers, T-Nets and adapters. Linking them is safe: the pipeline still checks each
+    stage's stored config section against the point's own config (and refuses a mismatch), and every
+    file is replaced atomically, never rewritten in place, so a link is never changed through the other.
+    """
+    import os
+    import shutil
+
+    count = 0
+    for stage_dir in sorted(src.glob("seed*/fold*/*")):
+        if not stage_dir.is_dir() or not (stage_dir / "done").is_file():
+            continue
+        if not any(stage_dir.name.startswith(prefix) for prefix in UPSTREAM_STAGES):
+            continue
+        target = dst / stage_dir.relative_to(src)
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(stage_dir, target, copy_function=os.link)
+        count += 1
+    return count
+
+
 def _default_runner(cfg: Any, out_dir: Path) -> Any:
     """The pipeline's experiment runner (resumes finished stages), then the point's own report."""
     from mtpkdot.pipeline.experiment import run_experiment
@@ -216,6 +245,8 @@ def run_sweep(
     points = [p for p, _ in plan]
     _write_plan(out_dir, config, axes, points, methods)
     runner = runner or _default_runner
+    shareable = all(a.key.split(".")[0] in STUDENT_SECTIONS for a in axes)
+    donor: Path | None = None
     for point, cfg in plan:
         if point.status == "skipped":
             log.warning("sweep: skipping %s (%s)", point.name, point.reason)
@@ -224,8 +255,11 @@ def run_sweep(
             continue
         log.info("sweep: running %s", point.name)
         try:
+            if shareable and donor is not None:
+                share_upstream(donor, out_dir / point.name)
             runner(cfg, out_dir / point.name)
             point.status, point.reason = "done", ""
+            donor = donor or out_dir / point.name
         except Exception as exc:  # one broken point must not lose the others
             log.exception("sweep point %s failed", point.name)
             point.status, point.reason = "failed", f"{type(exc).__name__}: {exc}"
