@@ -94,18 +94,29 @@ def _stage_seed(ctx: FoldContext, stage: str) -> None:
     seed_everything(derive_seed(ctx.seed, ctx.fold, stage))
 
 
-def _write_test(ctx: FoldContext, stage: str, metrics: dict[str, float], n: int, best_epoch: int) -> None:
+def _finish(
+    ctx: FoldContext, stage: str, evaluate: Callable[[np.ndarray], dict[str, float]], best_epoch: int
+) -> None:
+    """Evaluate the selected checkpoint ONCE on the fold's test subjects (``test.json``); mark the stage done."""
+    test = ctx.split["test"]
     ctx.write_json(
         ctx.stage_dir(stage) / "test.json",
         {
             "stage": stage,
             "seed": ctx.seed,
             "fold": ctx.fold,
-            "n_test": int(n),
+            "n_test": int(len(test)),
             "best_epoch": best_epoch,
-            **metrics,
+            **evaluate(test),
         },
     )
+    ctx.mark_done(stage)
+    ctx.dist.barrier()
+
+
+def _best_modules(ctx: FoldContext, stage: str) -> dict[str, Any]:
+    """The state dicts of ``stage``'s selected checkpoint (``best.pt``), by module name."""
+    return load_checkpoint(ctx.stage_dir(stage) / "best.pt", ctx.section(stage))["modules"]
 
 
 class StageStep(nn.Module):
@@ -246,9 +257,7 @@ def train_backbone(ctx: FoldContext, mod: str) -> None:
         scaler=scaler,
         write=ctx.write,
     )
-    _write_test(ctx, stage, evaluate(ctx.split["test"]), len(ctx.split["test"]), res.best_epoch)
-    ctx.mark_done(stage)
-    ctx.dist.barrier()
+    _finish(ctx, stage, evaluate, res.best_epoch)
 
 
 def chunks_of(idx: np.ndarray, size: int) -> list[torch.Tensor]:
@@ -260,7 +269,7 @@ def load_backbone(ctx: FoldContext, mod: str) -> tuple[nn.Module, Normalizer]:
     """The fold's trained backbone of ``mod`` (best validation epoch) and its input normaliser."""
     stage = f"backbone_{mod}"
     backbone, norm = build_modality_backbone(ctx, mod, fit_norm=False)
-    state = load_checkpoint(ctx.stage_dir(stage) / "best.pt", ctx.section(stage))["modules"]["model"]
+    state = _best_modules(ctx, stage)["model"]
     backbone.load_state_dict(
         {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     )
@@ -409,16 +418,12 @@ def train_teacher(ctx: FoldContext) -> None:
         lambda: evaluate(ctx.split["val"]),
         ctx.task.primary_metric,
     )
-    _write_test(ctx, stage, evaluate(ctx.split["test"]), len(ctx.split["test"]), res.best_epoch)
-    ctx.mark_done(stage)
-    ctx.dist.barrier()
+    _finish(ctx, stage, evaluate, res.best_epoch)
 
 
 def load_teacher(ctx: FoldContext) -> nn.Module:
     fusion = build_teacher(ctx)
-    fusion.load_state_dict(
-        load_checkpoint(ctx.stage_dir("teacher") / "best.pt", ctx.section("teacher"))["modules"]["fusion"]
-    )
+    fusion.load_state_dict(_best_modules(ctx, "teacher")["fusion"])
     fusion.requires_grad_(False)
     return fusion.eval()
 
@@ -483,16 +488,12 @@ def train_tnet(ctx: FoldContext) -> None:
         "loss",
         higher_is_better=False,
     )
-    _write_test(ctx, stage, evaluate(ctx.split["test"]), len(ctx.split["test"]), res.best_epoch)
-    ctx.mark_done(stage)
-    ctx.dist.barrier()
+    _finish(ctx, stage, evaluate, res.best_epoch)
 
 
 def load_tnets(ctx: FoldContext) -> nn.ModuleDict:
     tnets = build_tnets(ctx)
-    tnets.load_state_dict(
-        load_checkpoint(ctx.stage_dir("tnet") / "best.pt", ctx.section("tnet"))["modules"]["tnets"]
-    )
+    tnets.load_state_dict(_best_modules(ctx, "tnet")["tnets"])
     tnets.requires_grad_(False)
     return tnets.eval()
 
@@ -575,9 +576,7 @@ def train_adapters(ctx: FoldContext) -> None:
     )
     if ctx.write:
         _save_tsne(ctx, teacher, adapters)
-    _write_test(ctx, stage, evaluate(ctx.split["test"]), len(ctx.split["test"]), res.best_epoch)
-    ctx.mark_done(stage)
-    ctx.dist.barrier()
+    _finish(ctx, stage, evaluate, res.best_epoch)
 
 
 def _save_tsne(ctx: FoldContext, teacher: nn.Module, adapters: nn.ModuleDict) -> None:
@@ -611,7 +610,7 @@ def load_pool(ctx: FoldContext) -> Any:
 
     teacher = load_teacher(ctx)
     adapters, heads = build_adapters(ctx, teacher.joint_dim)
-    state = load_checkpoint(ctx.stage_dir("adapters") / "best.pt", ctx.section("adapters"))["modules"]
+    state = _best_modules(ctx, "adapters")
     adapters.load_state_dict(state["adapters"])
     heads.load_state_dict(state["heads"])
     return TeacherPool(teacher, dict(adapters.items()), dict(heads.items()), ctx.order)
@@ -758,9 +757,7 @@ def train_student(ctx: FoldContext, method_name: str) -> None:
         if "student_100" not in snapshots:  # stopped early: the selected model ends training
             snapshot("student_100")
         atomic_save_npz(ctx.stage_dir(stage) / "snapshots.npz", **snapshots)
-    _write_test(ctx, stage, evaluate(ctx.split["test"]), len(ctx.split["test"]), res.best_epoch)
-    ctx.mark_done(stage)
-    ctx.dist.barrier()
+    _finish(ctx, stage, evaluate, res.best_epoch)
 
 
 def run_fold(ctx: FoldContext, methods: list[str], progress: Callable[[str], None] | None = None) -> None:
