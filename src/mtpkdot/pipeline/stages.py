@@ -159,6 +159,49 @@ def data_parallel(
     return DistributedDataParallel(StageStep(stage, modules, compute), device_ids=device_ids)
 
 
+def _train_stage(
+    ctx: FoldContext,
+    stage: str,
+    modules: dict[str, nn.Module],
+    params: list[nn.Parameter],
+    tc: Any,
+    compute: Compute,
+    validate: Callable[[], dict[str, float]],
+    primary: str,
+    higher_is_better: bool = True,
+) -> Any:
+    """Train ``modules`` (their trainable ``params``) with the optimiser, batch size, epochs and patience
+    of config section ``tc``; ``compute(idx) -> (losses, n)`` is one step, ``validate()[primary]``
+    selects the epoch (:func:`fit`, which restores the selected weights)."""
+    opt = make_optimizer(params, tc)
+    scaler = _scaler(ctx)
+    step = data_parallel(ctx, stage, modules, compute)
+
+    def train_epoch(epoch: int) -> dict[str, float]:
+        for m in modules.values():
+            m.train()
+        res = run_epoch(
+            _train_batches(ctx, stage, epoch, tc.batch_size), step, opt, params, ctx.device, ctx.amp, scaler
+        )
+        return {f"train_{k}": v for k, v in res.items()}
+
+    return fit(
+        stage=stage,
+        stage_dir=ctx.stage_dir(stage),
+        modules=modules,
+        optimizer=opt,
+        train_epoch=train_epoch,
+        validate=validate,
+        primary=primary,
+        higher_is_better=higher_is_better,
+        epochs=tc.epochs,
+        patience=tc.patience,
+        section=ctx.section(stage),
+        scaler=scaler,
+        write=ctx.write,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # stage 1: unimodal backbones
 def build_modality_backbone(
@@ -214,10 +257,7 @@ def train_backbone(ctx: FoldContext, mod: str) -> None:
     model = Encoder(backbone, LinearHead(mc.feature_dim, ctx.task.num_outputs), norm).to(ctx.device)
     arr = ctx.store.array(mod)
     y_all, mask_all = _labels(ctx)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, tc)
     dev = ctx.device
-    scaler = _scaler(ctx)
 
     def forward(idx: torch.Tensor) -> torch.Tensor:
         x, lead = norm(arr[idx.numpy()], dev)
@@ -231,31 +271,19 @@ def train_backbone(ctx: FoldContext, mod: str) -> None:
         loss = _task_loss(ctx, out, y, m)
         return {"total": loss, "task": loss}, len(idx)
 
-    step = data_parallel(ctx, stage, {"model": model}, compute)
-
-    def train_epoch(epoch: int) -> dict[str, float]:
-        model.train()
-        batches = _train_batches(ctx, stage, epoch, tc.batch_size)
-        res = run_epoch(batches, step, opt, params, dev, ctx.amp, scaler)
-        return {f"train_{k}": v for k, v in res.items()}
-
     def evaluate(idx: np.ndarray) -> dict[str, float]:
         preds = predict(forward, list(chunks_of(idx, tc.batch_size)), [model])
         return score(ctx, preds, idx)
 
-    res = fit(
-        stage=stage,
-        stage_dir=ctx.stage_dir(stage),
-        modules={"model": model},
-        optimizer=opt,
-        train_epoch=train_epoch,
-        validate=lambda: evaluate(ctx.split["val"]),
-        primary=ctx.task.primary_metric,
-        epochs=tc.epochs,
-        patience=tc.patience,
-        section=ctx.section(stage),
-        scaler=scaler,
-        write=ctx.write,
+    res = _train_stage(
+        ctx,
+        stage,
+        {"model": model},
+        [p for p in model.parameters() if p.requires_grad],
+        tc,
+        compute,
+        lambda: evaluate(ctx.split["val"]),
+        ctx.task.primary_metric,
     )
     _finish(ctx, stage, evaluate, res.best_epoch)
 
@@ -347,48 +375,6 @@ def _feats(ctx: FoldContext, mods: list[str], idx: torch.Tensor) -> list[torch.T
     return [ctx.features(m)[i] for m in mods]
 
 
-def _train_on_features(
-    ctx: FoldContext,
-    stage: str,
-    modules: dict[str, nn.Module],
-    params: list[nn.Parameter],
-    tc: Any,
-    compute: Compute,
-    validate: Callable[[], dict[str, float]],
-    primary: str,
-    higher_is_better: bool = True,
-    **fit_kw: Any,
-) -> Any:
-    opt = make_optimizer(params, tc)
-    scaler = _scaler(ctx)
-    step = data_parallel(ctx, stage, modules, compute)
-
-    def train_epoch(epoch: int) -> dict[str, float]:
-        for m in modules.values():
-            m.train()
-        res = run_epoch(
-            _train_batches(ctx, stage, epoch, tc.batch_size), step, opt, params, ctx.device, ctx.amp, scaler
-        )
-        return {f"train_{k}": v for k, v in res.items()}
-
-    return fit(
-        stage=stage,
-        stage_dir=ctx.stage_dir(stage),
-        modules=modules,
-        optimizer=opt,
-        train_epoch=train_epoch,
-        validate=validate,
-        primary=primary,
-        higher_is_better=higher_is_better,
-        epochs=tc.epochs,
-        patience=tc.patience,
-        section=ctx.section(stage),
-        scaler=scaler,
-        write=ctx.write,
-        **fit_kw,
-    )
-
-
 def train_teacher(ctx: FoldContext) -> None:
     """Stage 2: the fusion teacher on cached features of every modality (the upper bound)."""
     stage = "teacher"
@@ -408,7 +394,7 @@ def train_teacher(ctx: FoldContext) -> None:
         preds = predict(lambda b: fusion(_feats(ctx, ctx.order, b))[0], chunks_of(idx, EVAL_BATCH), [fusion])
         return score(ctx, preds, idx)
 
-    res = _train_on_features(
+    res = _train_stage(
         ctx,
         stage,
         {"fusion": fusion},
@@ -437,6 +423,23 @@ def build_tnets(ctx: FoldContext) -> nn.ModuleDict:
     return nn.ModuleDict(
         {p: TNet(in_dim, ctx.feature_dim(p), hidden=list(ctx.cfg.tnet.hidden)) for p in ctx.privileged}
     ).to(ctx.device)
+
+
+def _mean_terms(
+    idx: np.ndarray,
+    terms: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    total: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+) -> dict[str, float]:
+    """The mean over samples ``idx`` (batches of EVAL_BATCH, no gradients) of each loss term and of
+    their ``total``, which is reported as ``loss``."""
+    sums: dict[str, float] = {}
+    with torch.no_grad():
+        for b in chunks_of(idx, EVAL_BATCH):
+            t = terms(b)
+            t["loss"] = total(t)
+            for k, v in t.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(b)
+    return {k: v / max(len(idx), 1) for k, v in sums.items()}
 
 
 def _tnet_terms(ctx: FoldContext, tnets: nn.ModuleDict, idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -468,16 +471,9 @@ def train_tnet(ctx: FoldContext) -> None:
 
     def evaluate(idx: np.ndarray) -> dict[str, float]:
         tnets.eval()
-        sums: dict[str, float] = {}
-        with torch.no_grad():
-            for b in chunks_of(idx, EVAL_BATCH):
-                terms = _tnet_terms(ctx, tnets, b)
-                terms["loss"] = total(terms)
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v) * len(b)
-        return {k: v / max(len(idx), 1) for k, v in sums.items()}
+        return _mean_terms(idx, lambda b: _tnet_terms(ctx, tnets, b), total)
 
-    res = _train_on_features(
+    res = _train_stage(
         ctx,
         stage,
         {"tnets": tnets},
@@ -527,7 +523,8 @@ def train_adapters(ctx: FoldContext) -> None:
     adapters, heads = build_adapters(ctx, teacher.joint_dim)
     y_all, mask_all = _labels(ctx)
 
-    def terms(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    def terms(idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The loss terms and each modality's head outputs."""
         feats = _feats(ctx, ctx.order, idx)
         with torch.no_grad():
             _, joint = teacher(feats)
@@ -535,35 +532,35 @@ def train_adapters(ctx: FoldContext) -> None:
         i = idx.to(ctx.device)
         y, mask = y_all[i], None if mask_all is None else mask_all[i]
         out = {"align": alignment_loss(adapted, joint.detach())}
+        preds: dict[str, torch.Tensor] = {}
         for m, a in zip(ctx.order, adapted, strict=True):
-            out[f"task_{m}"] = _task_loss(ctx, heads[m](a.detach()), y, mask)
-        return out
+            preds[m] = heads[m](a.detach())
+            out[f"task_{m}"] = _task_loss(ctx, preds[m], y, mask)
+        return out, preds
 
     def compute(idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
-        t = terms(idx)
+        t, _ = terms(idx)
         return {"total": sum(t.values()), **t}, len(idx)  # type: ignore[dict-item]
 
     def evaluate(idx: np.ndarray) -> dict[str, float]:
         adapters.eval()
         heads.eval()
-        sums: dict[str, float] = {}
         outs: dict[str, list[torch.Tensor]] = {m: [] for m in ctx.order}
-        with torch.no_grad():
-            for b in chunks_of(idx, EVAL_BATCH):
-                t = terms(b)
-                t["loss"] = sum(t.values())  # type: ignore[assignment]
-                for k, v in t.items():
-                    sums[k] = sums.get(k, 0.0) + float(v) * len(b)
-                for m, f in zip(ctx.order, _feats(ctx, ctx.order, b), strict=True):
-                    outs[m].append(heads[m](adapters[m](f)).float().cpu())
-        res = {k: v / max(len(idx), 1) for k, v in sums.items()}
+
+        def eval_terms(b: torch.Tensor) -> dict[str, torch.Tensor]:
+            t, preds = terms(b)  # the head outputs of the same pass score each teacher
+            for m in ctx.order:
+                outs[m].append(preds[m].float().cpu())
+            return t
+
+        res = _mean_terms(idx, eval_terms, lambda t: sum(t.values()))  # type: ignore[arg-type,return-value]
         for m in ctx.order:
             for k, v in score(ctx, torch.cat(outs[m]), idx).items():
                 res[f"{k}_{m}"] = v
         return res
 
     params = list(adapters.parameters()) + list(heads.parameters())
-    res = _train_on_features(
+    res = _train_stage(
         ctx,
         stage,
         {"adapters": adapters, "heads": heads},
