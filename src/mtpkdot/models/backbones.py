@@ -32,6 +32,16 @@ def _projection(in_dim: int, out_dim: int) -> nn.Module:
     return nn.Identity() if in_dim == out_dim else nn.Linear(in_dim, out_dim)
 
 
+def _add_resnet_layers(net: nn.Module, block: type[nn.Module]) -> None:
+    """ResNet-18's ``layer1``..``layer4`` (torchvision's keys): two ``block``s each, the first of
+    layers 2-4 with stride 2, widths RESNET_WIDTHS from a 64-channel stem."""
+    inplanes = 64
+    for i, planes in enumerate(RESNET_WIDTHS, start=1):
+        stride = 1 if i == 1 else 2
+        net.add_module(f"layer{i}", nn.Sequential(block(inplanes, planes, stride), block(planes, planes, 1)))
+        inplanes = planes
+
+
 # ---------------------------------------------------------------------------------------------------
 # R3D-18 (torchvision.models.video.r3d_18 without its classifier)
 # ---------------------------------------------------------------------------------------------------
@@ -76,12 +86,7 @@ class R3D18(nn.Module):
             nn.BatchNorm3d(64),
             nn.ReLU(inplace=True),
         )
-        inplanes = 64
-        for i, planes in enumerate(RESNET_WIDTHS, start=1):
-            stride = 1 if i == 1 else 2
-            layer = nn.Sequential(_Block3d(inplanes, planes, stride), _Block3d(planes, planes, 1))
-            self.add_module(f"layer{i}", layer)
-            inplanes = planes
+        _add_resnet_layers(self, _Block3d)
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.proj = _projection(512, out_dim)
         _init_like_torchvision(self)
@@ -132,12 +137,7 @@ class ResNet18Spec(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        inplanes = 64
-        for i, planes in enumerate(RESNET_WIDTHS, start=1):
-            stride = 1 if i == 1 else 2
-            layer = nn.Sequential(_Block2d(inplanes, planes, stride), _Block2d(planes, planes, 1))
-            self.add_module(f"layer{i}", layer)
-            inplanes = planes
+        _add_resnet_layers(self, _Block2d)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.proj = _projection(512, out_dim)
         _init_like_torchvision(self)
