@@ -192,6 +192,18 @@ def test_cpu_fast_paths_agree_with_the_accelerator_paths(monkeypatch):
             m.setattr(sim, "on_host", lambda x: False)
             slow = select_anchors(s, 7)
         assert torch.equal(fast, slow) and fast.dtype == torch.long
+    # degenerate rows (zero and duplicate features) tie with the diagonal: it is still never an anchor,
+    # and both paths pick the same similarity values (the order of exact ties may differ)
+    x = torch.randn(20, 8)
+    x[3] = x[7] = 0
+    x[6] = x[5]
+    s = similarity_matrix(x)
+    fast = select_anchors(s, 10)
+    with monkeypatch.context() as m:
+        m.setattr(sim, "on_host", lambda x: False)
+        slow = select_anchors(s, 10)
+    assert not (fast == torch.arange(20)[:, None]).any()
+    assert torch.equal(s.gather(1, fast), s.gather(1, slow))
     # diameter: CPU "auto" reads the bounding box (as geomloss does), within the accuracy of scaling 0.5
     st, tt = torch.randn(32, 8, dtype=torch.float64), torch.randn(32, 12, dtype=torch.float64)
     auto = RelationalOTLoss(k=6)(st, tt)["ot"]
