@@ -5,6 +5,8 @@ Heavy imports stay inside the functions so that ``mtpkdot --help`` is fast.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -21,6 +23,23 @@ def _synth_cfg(**kw: object):  # noqa: ANN202 - SynthConfig, imported lazily
         return SynthConfig(**kw)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+def _write_synth(
+    write: Callable[..., object],
+    out: Path,
+    cfg: object,
+    workers: int,
+    usage_errors: tuple[type[Exception], ...],
+    what: str,
+) -> None:
+    """Run a synthetic writer; ``usage_errors`` (e.g. a non-empty ``out``) become a usage error."""
+    t0 = time.time()
+    try:
+        write(out, cfg, workers=workers, progress=True)
+    except usage_errors as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"wrote {what} to {out} in {time.time() - t0:.1f} s")
 
 
 @synth_app.command("biovid")
@@ -40,8 +59,6 @@ def synth_biovid_cmd(
     workers: int = typer.Option(1, help="parallel processes"),
 ) -> None:
     """Synthetic Biovid (official layout: samples.csv, video/, biosignals_filtered/)."""
-    import time
-
     from mtpkdot.data.synthetic import synth_biovid
 
     cfg = _synth_cfg(
@@ -57,12 +74,9 @@ def synth_biovid_cmd(
         duration=duration,
         five_class=five_class,
     )
-    t0 = time.time()
-    try:
-        synth_biovid(out, cfg, workers=workers, progress=True)
-    except FileExistsError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    typer.echo(f"wrote synthetic Biovid ({subjects} subjects) to {out} in {time.time() - t0:.1f} s")
+    _write_synth(
+        synth_biovid, out, cfg, workers, (FileExistsError,), f"synthetic Biovid ({subjects} subjects)"
+    )
 
 
 @synth_app.command("affwild2")
@@ -85,8 +99,6 @@ def synth_affwild2_cmd(
     workers: int = typer.Option(1, help="parallel processes"),
 ) -> None:
     """Synthetic Affwild2 (ABAW layout: cropped_aligned/, annotations/, raw/ videos with audio)."""
-    import time
-
     from mtpkdot.data.synthetic import synth_affwild2
 
     cfg = _synth_cfg(
@@ -99,12 +111,14 @@ def synth_affwild2_cmd(
         fps=fps,
         duration=duration,
     )
-    t0 = time.time()
-    try:
-        synth_affwild2(out, cfg, workers=workers, progress=True)
-    except (FileExistsError, ValueError) as exc:
-        raise typer.BadParameter(str(exc)) from None
-    typer.echo(f"wrote synthetic Affwild2 ({videos} videos) to {out} in {time.time() - t0:.1f} s")
+    _write_synth(
+        synth_affwild2,
+        out,
+        cfg,
+        workers,
+        (FileExistsError, ValueError),
+        f"synthetic Affwild2 ({videos} videos)",
+    )
 
 
 def prepare_cmd(
