@@ -113,7 +113,7 @@ def test_beats_sentence_and_gap_closed():
         }
     )
     joined = "\n".join(findings(s))
-    assert "MT-PKDOT beats PKDOT on this run (74.50 vs 73.50; p=0.031, 6 pairs; significant" in joined
+    assert "MT-PKDOT is above PKDOT on this run (74.50 vs 73.50; p=0.031, 6 pairs; significant" in joined
     assert "does not improve" not in joined
     assert "closes 20 % of the gap" in joined  # (74.5 - 72.5) / (82.5 - 72.5)
 

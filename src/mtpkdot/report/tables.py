@@ -234,7 +234,8 @@ def findings(summary: pd.DataFrame) -> list[str]:
         if "mtpkdot" in present and "pkdot" in present:
             t = tests[("mtpkdot", "pkdot", metric)]
             nums = f"{fmt(mean['mtpkdot'], metric)} vs {fmt(mean['pkdot'], metric)}"
-            verb = "beats" if mean["mtpkdot"] > mean["pkdot"] else "does not beat"
+            # "is above", not "beats": whether the difference means anything is said by the test after it
+            verb = "is above" if mean["mtpkdot"] > mean["pkdot"] else "does not beat"
             out.append(f"{label}: MT-PKDOT {verb} PKDOT on this run ({nums}; {_significance(t)}).")
         if "teacher" in present and "none" in present:
             up, low = mean["teacher"], mean["none"]
