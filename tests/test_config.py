@@ -90,3 +90,17 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
     again = Config.model_validate(yaml.safe_load(out.read_text()))
     assert again == cfg
     assert not list(out.parent.glob(".*.tmp"))
+
+
+def test_command_line_paths_resolve_against_the_current_directory(tmp_path: Path, monkeypatch) -> None:
+    cfg_dir = tmp_path / "configs"
+    cfg_dir.mkdir()
+    path = write(cfg_dir, MINIMAL)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    cfg = load_config(path, ["data.root=synth", "data.modalities.video.weights=w/r3d.pth"])
+    assert cfg.data.root == (work / "synth").resolve()
+    assert cfg.data.modalities["video"].weights == (work / "w" / "r3d.pth").resolve()
+    untouched = load_config(path, ["student.lr=1e-3"])
+    assert untouched.data.root == (cfg_dir / "data").resolve()

@@ -223,8 +223,34 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
         raise ConfigError(_format_errors(exc, source)) from None
 
 
+DATA_PATH_KEYS = ("root", "annotations_root", "videos_root", "manifest", "store")
+
+
+def _path_slots(data: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(section, key) of every path-valued setting present in a raw config dict."""
+    slots: list[tuple[dict[str, Any], str]] = []
+    d = data.get("data")
+    if isinstance(d, dict):
+        slots += [(d, k) for k in DATA_PATH_KEYS if d.get(k) is not None]
+        mods = d.get("modalities")
+        if isinstance(mods, dict):
+            slots += [(m, "weights") for m in mods.values() if isinstance(m, dict) and m.get("weights")]
+    return slots
+
+
+def _resolve(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    for section, key in _path_slots(data):
+        _resolve_one(section, key, base)
+    return data
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config, apply dotted overrides, validate. Relative paths resolve against the file."""
+    """Read a YAML config, apply dotted overrides, validate.
+
+    Relative paths written in the file resolve against the file's folder; relative paths given in
+    ``overrides`` (the command line's ``--set``) resolve against the current directory, as a shell
+    user expects.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -234,20 +260,18 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    data = _resolve(data, path.parent.resolve())
+    from_file = {(id(sec), key): sec[key] for sec, key in _path_slots(data)}
     data = apply_overrides(data, overrides)
-    cfg = config_from_dict(data, str(path))
-    return _resolve_paths(cfg, path.parent)
+    for section, key in _path_slots(data):
+        if from_file.get((id(section), key)) != section[key]:  # set (or changed) on the command line
+            _resolve_one(section, key, Path.cwd())
+    return config_from_dict(data, str(path))
 
 
-def _resolve_paths(cfg: Config, base: Path) -> Config:
-    d = cfg.data
-    for field in ("root", "annotations_root", "videos_root", "manifest", "store"):
-        value = getattr(d, field)
-        if value is not None and not Path(value).expanduser().is_absolute():
-            setattr(d, field, (base / value).resolve())
-        elif value is not None:
-            setattr(d, field, Path(value).expanduser())
-    return cfg
+def _resolve_one(section: dict[str, Any], key: str, base: Path) -> None:
+    value = Path(str(section[key])).expanduser()
+    section[key] = str(value if value.is_absolute() else (base / value).resolve())
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
