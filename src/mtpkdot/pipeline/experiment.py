@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -213,7 +215,11 @@ def run_experiment(
                 bar.set_description(f"seed {seed} fold {k} {stage}")
                 bar.update(1)
 
+            started = time.perf_counter()
             run_fold(ctx, methods, advance)
+            if dist.is_main and not show:  # no bar (output not a terminal): one line per fold for logs
+                took = time.perf_counter() - started
+                print(f"mtpkdot: seed {seed} fold {k} done ({took:.0f} s)", file=sys.stderr, flush=True)
     bar.close()
     summary = collect_summary(run_dir)
     if dist.is_main:
