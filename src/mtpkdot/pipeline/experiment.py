@@ -26,8 +26,8 @@ from mtpkdot.atomic import atomic_write_csv, atomic_write_text
 from mtpkdot.config import Config, config_to_dict, dump_config
 from mtpkdot.engine.checkpoint import check_config, config_hash
 from mtpkdot.pipeline.context import LOCATION_KEYS, Dist, FoldContext, plain
+from mtpkdot.report.tables import METHOD_ORDER
 
-METHOD_ORDER = ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot", "teacher"]
 META_KEYS = {"stage", "seed", "fold", "n_test", "best_epoch"}
 # settings that choose WHAT to run or WHERE, not what a result is: they may change between resumes
 SELECTION_KEYS = ("name", "seeds", "device", "amp", "num_threads")
@@ -258,31 +258,25 @@ def collect_summary(run_dir: str | Path) -> pd.DataFrame:
     return df[cols + ["n_test"]]
 
 
-def metric_columns(summary: pd.DataFrame) -> list[str]:
-    return [c for c in summary.columns if c not in ("seed", "fold", "method", "n_test")]
-
-
 def format_table(summary: pd.DataFrame) -> str:
-    """Mean +- std over (seed, fold) per method, in the paper's order (lower bound first)."""
+    """Mean ± std over (seed, fold) per method, in the paper's order (lower bound first), as the
+    report's tables print them (``mtpkdot.report.tables``: one place for aggregation and format)."""
+    from mtpkdot.report.tables import aggregate, format_mean_std, metric_columns, ordered_methods
+
     if summary.empty:
         return "(no finished results)"
     cols = metric_columns(summary)
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    methods = sorted(summary["method"].unique(), key=lambda m: (rank.get(m, len(rank)), m))
+    agg = aggregate(summary).set_index(["method", "metric"])
     header = ["method", "n"] + cols
     lines = []
-    for m in methods:
-        part = summary[summary["method"] == m]
-        cells = [m, str(len(part))]
-        for c in cols:
-            vals = part[c].astype(float)
-            std = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
-            cells.append(f"{vals.mean():.4g} +- {std:.2g}")
+    for m in ordered_methods(summary):
+        cells = [m, str(int(agg.loc[(m, cols[0]), "n"]))]
+        cells += [format_mean_std(agg.loc[(m, c), "mean"], agg.loc[(m, c), "std"], c) for c in cols]
         lines.append(cells)
     widths = [max(len(header[i]), *(len(r[i]) for r in lines)) for i in range(len(header))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
     out += [fmt.format(*r) for r in lines]
-    if "none" in methods:
+    if "none" in set(summary["method"]):
         out.append("none = prevalent modality only (lower bound); teacher = multimodal (upper bound)")
     return "\n".join(out)
