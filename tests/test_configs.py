@@ -27,8 +27,15 @@ SHIPPED = [
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_config_validates(name):
+    from mtpkdot.distill.method import applicable_methods
+    from mtpkdot.tasks import Task
+
     cfg = load_config(CONFIGS / f"{name}.yaml")
-    assert cfg.student.methods == ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot"]
+    kind = Task.from_config(cfg).kind
+    # every method of the paper's comparison that applies to the task (kl is N/A for regression)
+    assert cfg.student.methods == [
+        m for m in ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot"] if m in applicable_methods(kind)
+    ]
     assert (cfg.distill.alpha, cfg.distill.beta, cfg.distill.gamma) == (0.8, 0.2, 0.2)  # Eq. 10
     from mtpkdot.registry import BACKBONES, FUSIONS, load_all
 
@@ -159,3 +166,8 @@ def test_config_runs_end_to_end(name, tmp_path):
     assert {"none", "mtpkdot", "teacher"} <= set(summary["method"])
     metric = "ccc_mean" if name == "affwild2" else "accuracy"
     assert summary[metric].notna().all()
+    if name == "affwild2":  # kl cannot apply to a regression task: refused before any training
+        res = CliRunner().invoke(app, [*args, "--methods", "kl"])
+        assert res.exit_code != 0
+        assert "not applicable" in str(res.exception or "") + res.output
+        assert not list((tmp_path / "run").glob("seed*/fold*/student_kl"))

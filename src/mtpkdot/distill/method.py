@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # runtime import would be circular (mtpkdot.tasks uses mtpkdo
     from mtpkdot.config import DistillConfig
     from mtpkdot.tasks import Task
 
-__all__ = ["Method", "build_method"]
+__all__ = ["Method", "applicable_methods", "build_method"]
 
 Batch = dict[str, Any]
 
@@ -38,6 +38,7 @@ class Method(nn.Module):
 
     name: ClassVar[str] = "base"
     needs_teacher: ClassVar[bool] = True
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "regression")  # task kinds it applies to
 
     def __init__(
         self,
@@ -51,6 +52,11 @@ class Method(nn.Module):
             from mtpkdot.config import DistillConfig
 
             cfg = DistillConfig()
+        if task.kind not in self.tasks:
+            raise ValueError(
+                f"method {self.name!r} is not applicable to a {task.kind} task; remove it from "
+                "student.methods (applicable: " + ", ".join(applicable_methods(task.kind)) + ")"
+            )
         if self.needs_teacher and teacher_pool is None:
             raise ValueError(f"method {self.name!r} needs a teacher pool")
         self.student = student
@@ -115,3 +121,10 @@ def build_method(
     from mtpkdot.registry import METHODS
 
     return METHODS.get(name)(student, teacher_pool, task, cfg)
+
+
+def applicable_methods(kind: str) -> list[str]:
+    """Names of the registered methods that apply to a task kind (``classification`` / ``regression``)."""
+    from mtpkdot.registry import METHODS
+
+    return [name for name, cls in METHODS.items() if kind in cls.tasks]

@@ -190,6 +190,15 @@ def run_experiment(
     run_dir.mkdir(parents=True, exist_ok=True)
     check_run_dir(cfg, run_dir, dist.is_main)
     store = open_store(cfg, run_dir, dist)
+    for m in methods:  # before any training: a method that cannot apply to this task fails now
+        if store.task.kind not in METHODS.get(m).tasks:
+            from mtpkdot.distill.method import applicable_methods
+
+            raise ValueError(
+                f"method {m!r} is not applicable to this {store.task.kind} task (data.task "
+                f"{cfg.data.task!r}); remove it from student.methods / --methods "
+                f"(applicable: {', '.join(applicable_methods(store.task.kind))})"
+            )
     if dist.is_main:  # the other ranks read the saved folds once rank 0 has written them
         fold_df = load_folds(cfg, store, run_dir, True)
     dist.barrier()

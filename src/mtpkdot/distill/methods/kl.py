@@ -14,14 +14,7 @@ class KLPKD(Method):
     """KL on temperature-softened logits of the joint teacher: alpha * task + beta * T^2 KL."""
 
     name = "kl"
-
-    def __init__(self, student, teacher_pool, task, cfg=None) -> None:  # type: ignore[no-untyped-def]
-        if task.kind != "classification":
-            raise ValueError(
-                "method 'kl' is not applicable to a regression task (it distils class probabilities); "
-                "remove 'kl' from student.methods or use cosine, mse, pkdot or mtpkdot"
-            )
-        super().__init__(student, teacher_pool, task, cfg)
+    tasks = ("classification",)  # it distils class probabilities (paper Table II: N/A for Affwild2)
 
     def forward_train(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         outputs, _, task_loss = self._student_and_task(batch)
