@@ -246,3 +246,50 @@ def test_poisoned_test_samples_change_only_the_test_results(runs):
     assert changed == TRAINED, (
         f"test.json unchanged by poisoned test samples in {set(TRAINED) - set(changed)}"
     )
+
+
+def test_sweep_names_its_best_point_on_validation_not_test(tmp_path):
+    """The test means rank b=32 first, the validation scores b=16: the report must name b=16."""
+    import json
+
+    import yaml
+
+    from mtpkdot.report.fake import make_fake_run
+    from mtpkdot.report.sweep import run_sweep
+
+    cfg = {
+        "name": "tiny",
+        "seeds": [0],
+        "data": {
+            "dataset": "synthetic_biovid",
+            "modalities": {"video": {"kind": "video"}, "eda": {"kind": "eda", "backbone": "cnn1d"}},
+        },
+        "protocol": {"folds": 2},
+    }
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(cfg))
+
+    def runner(cfg, out):
+        b = cfg.student.batch_size
+        make_fake_run(
+            out,
+            seeds=[0],
+            folds=2,
+            methods=["none", "mtpkdot", "teacher"],
+            effects={"mtpkdot": b / 4},
+            noise=0.0,
+            fold_dirs=False,
+        )  # test: higher with b
+        for fold in (1, 2):
+            stage = out / "seed0" / f"fold{fold}" / "student_mtpkdot"
+            stage.mkdir(parents=True)
+            (stage / "test.json").write_text(json.dumps({"best_epoch": 2}))
+            # validation: lower with b; epoch 3 (not selected) would rank the other way
+            (stage / "metrics.csv").write_text(f"epoch,val_accuracy\n1,10.0\n2,{100.0 - b}\n3,{b + 100.0}\n")
+            (stage / "done").write_text("x\n")
+
+    md = run_sweep(
+        tmp_path / "base.yaml", ["batch_size=16,32", "anchors=4,8"], out=tmp_path / "sw", runner=runner
+    ).read_text()
+    line = next(ln for ln in md.splitlines() if "Best point" in ln)
+    assert "on validation" in line and "batch_size-16_anchors-4" in line, line
+    assert "validation 84" in line, line
