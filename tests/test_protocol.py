@@ -293,3 +293,20 @@ def test_sweep_names_its_best_point_on_validation_not_test(tmp_path):
     line = next(ln for ln in md.splitlines() if "Best point" in ln)
     assert "on validation" in line and "batch_size-16_anchors-4" in line, line
     assert "validation 84" in line, line
+
+
+def test_low_data_keeps_validation_and_test_and_shrinks_training_only():
+    """protocol.train_subjects drops training subjects; no validation or test subject moves roles."""
+    from mtpkdot.data import fold_indices, make_folds
+
+    subjects = np.repeat([f"p{i:02d}" for i in range(15)], 4)
+    df = pd.DataFrame(
+        {"sample_id": [f"s{i}" for i in range(60)], "subject_id": subjects, "label": np.tile([0, 1], 30)}
+    )
+    folds = make_folds(df, "kfold", 3)
+    for k in range(3):
+        full = fold_indices(df, folds, k, val_share=0.25, seed=1)
+        low = fold_indices(df, folds, k, val_share=0.25, seed=1, train_subjects=2)
+        assert np.array_equal(low["val"], full["val"]) and np.array_equal(low["test"], full["test"])
+        assert set(low["train"]) < set(full["train"])
+        assert len(set(subjects[low["train"]])) == 2
