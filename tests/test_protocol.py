@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tests.test_pipeline_run import tiny_overrides
 
 from mtpkdot.config import load_config
 from mtpkdot.pipeline import stages
@@ -32,40 +33,8 @@ TRAINED = ["backbone_video", "backbone_eda", "teacher", "tnet", "adapters"] + [
 
 
 def _overrides(data_root: Path, store: Path) -> list[str]:
-    """The demo shrunk to seconds: 6 subjects, 16 x 16 clips of 4 frames, 2 epochs."""
-    sets = [
-        f"data.root={data_root}",
-        f"data.store={store}",
-        "data.synthetic.subjects=6",
-        "data.synthetic.samples_per_class=3",
-        "data.synthetic.size=24",
-        "data.synthetic.duration=2.0",
-        "data.modalities.video.size=16",
-        "data.modalities.video.segments=4",
-        "data.modalities.video.feature_dim=16",
-        "data.modalities.video.backbone_kwargs={width: 4}",
-        "data.modalities.eda.window=[0.0, 2.0]",
-        "data.modalities.eda.feature_dim=16",
-        "protocol.folds=2",
-        "protocol.val_subjects=0.3",
-        "adapters.hidden=8",
-        "tnet.hidden=[8]",
-        "distill.k=3",
-        "student.batch_size=8",
-        "student.snapshots=true",
-        "teacher.batch_size=8",
-        "num_threads=1",
-    ]
-    for sec in (
-        "data.modalities.video.train",
-        "data.modalities.eda.train",
-        "teacher",
-        "adapters",
-        "tnet",
-        "student",
-    ):
-        sets += [f"{sec}.epochs=2", f"{sec}.patience=null"]
-    return sets
+    """The tiny demo of the pipeline tests, with the similarity snapshots on."""
+    return tiny_overrides(data_root, store) + ["student.snapshots=true"]
 
 
 def _run(base: Path, store: Path, out: Path) -> None:
