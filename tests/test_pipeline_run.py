@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -224,3 +225,15 @@ def test_finetune_backbone_trains_the_student_end_to_end(tiny):
     assert keys
     moved = [not torch.equal(student[k], start["backbone." + k[len("backbones.video.") :]]) for k in keys]
     assert any(moved)
+
+
+def test_missing_data_is_one_clear_error_line(tmp_path):
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "biovid_b.yaml"
+    res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2
+    assert "error: data.root must be set for dataset 'biovid'" in res.output
+    assert "Traceback" not in res.output
+    res = CliRunner().invoke(
+        app, ["run", str(cfg), "--out", str(tmp_path / "run"), "--set", f"data.root={tmp_path / 'nope'}"]
+    )
+    assert res.exit_code == 2 and "nope does not exist" in res.output

@@ -6,6 +6,10 @@ export, predict; report: report, sweep) so that this file stays small.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 
 app = typer.Typer(
@@ -48,6 +52,23 @@ def list_cmd(
         typer.echo("models (parameters):")
         for name, count in describe_models():
             typer.echo(f"  {name:<28} {count:>12,}")
+
+
+@contextmanager
+def user_errors(code: int = 2) -> Iterator[None]:
+    """Show an expected failure (bad config or data, a run directory that does not match) as one
+    ``error: ...`` line and exit with ``code``; ``MTPKDOT_DEBUG=1`` shows the traceback instead."""
+    from mtpkdot.engine.checkpoint import ConfigMismatchError
+
+    try:
+        yield
+    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError, ConfigMismatchError) as exc:
+        if os.environ.get("MTPKDOT_DEBUG"):
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        typer.echo(f"error: {message}", err=True)
+        typer.echo("(set MTPKDOT_DEBUG=1 to see the traceback)", err=True)
+        raise typer.Exit(code) from None
 
 
 def _register_subcommands() -> None:

@@ -133,16 +133,13 @@ def prepare_cmd(
     ),
 ) -> None:
     """Decode every sample once into a store of fixed-shape arrays (resumable; re-running does no work)."""
-    from mtpkdot.config import ConfigError, load_config
+    from mtpkdot.cli import user_errors
+    from mtpkdot.config import load_config
     from mtpkdot.data.prepare import prepare
-    from mtpkdot.signals.errors import SampleError
 
-    try:
+    with user_errors(code=1):  # ConfigError and SampleError are ValueErrors
         cfg = load_config(config, set_ or [])
         store = prepare(cfg, store_dir=out, workers=workers, strict=strict)
-    except (ConfigError, SampleError, FileNotFoundError, ValueError, KeyError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
     typer.echo(repr(store))
 
 

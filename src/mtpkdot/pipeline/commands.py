@@ -98,9 +98,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a student-only bundle: prevalent backbone, T-Nets, student fusion and the config they
         need. No teacher and no privileged backbone are included."""
+        from mtpkdot.cli import user_errors
         from mtpkdot.pipeline.bundle import export_bundle
 
-        path = export_bundle(run_dir, fold, method, out, seed=seed)
+        with user_errors():
+            path = export_bundle(run_dir, fold, method, out, seed=seed)
         typer.echo(f"wrote {path}")
 
     @app.command("predict")
@@ -116,17 +118,20 @@ def register(app: typer.Typer) -> None:
         (class probabilities, or valence/arousal)."""
         import json
 
+        from mtpkdot.cli import user_errors
         from mtpkdot.pipeline.bundle import predict
 
-        for row in predict(bundle, inputs):
+        with user_errors():
+            rows = predict(bundle, inputs)
+        for row in rows:
             typer.echo(json.dumps(row))
 
 
 def _run_and_report(cfg, run_dir: Path, folds, methods, seeds, device, amp) -> None:  # noqa: ANN001
-    from mtpkdot.engine.checkpoint import ConfigMismatchError
+    from mtpkdot.cli import user_errors
     from mtpkdot.pipeline.experiment import format_table, run_experiment
 
-    try:
+    with user_errors():
         summary = run_experiment(
             cfg,
             run_dir,
@@ -136,9 +141,6 @@ def _run_and_report(cfg, run_dir: Path, folds, methods, seeds, device, amp) -> N
             device=device,
             amp=amp,
         )
-    except ConfigMismatchError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     from mtpkdot.engine.distributed import rank
 
     if rank() != 0:
