@@ -34,7 +34,6 @@ DEFAULT_METHODS = ["none", "mtpkdot"]  # the teacher (upper bound) is trained by
 PLAN_FILE = "sweep.json"
 # Grid keys under these sections leave every teacher-side stage unchanged, so points can share them.
 STUDENT_SECTIONS = {"student", "distill"}
-UPSTREAM_STAGES = ("backbone_", "features", "teacher", "tnet", "adapters")
 
 Runner = Callable[[Any, Path], Any]
 
@@ -200,7 +199,7 @@ def share_upstream(src: Path, dst: Path) -> int:
     for stage_dir in sorted(src.glob("seed*/fold*/*")):
         if not stage_dir.is_dir() or not (stage_dir / "done").is_file():
             continue
-        if not any(stage_dir.name.startswith(prefix) for prefix in UPSTREAM_STAGES):
+        if stage_dir.name.startswith("student_"):  # what the grid varies; every other stage is upstream
             continue
         target = dst / stage_dir.relative_to(src)
         if target.exists():
