@@ -27,6 +27,7 @@ import torch
 from geomloss import SamplesLoss
 from torch import nn
 
+from mtpkdot.distill import _sinkhorn
 from mtpkdot.distill import similarity as _similarity
 from mtpkdot.distill.losses import _rows, centroid_from_similarity
 from mtpkdot.distill.similarity import select_anchors, similarity_matrix
@@ -85,8 +86,12 @@ class SinkhornLoss(nn.Module):
 
     The caller's grad mode is restored after the call (geomloss re-enables grad inside ``no_grad``),
     and under ``no_grad`` the result carries no graph. Non-finite input raises (see
-    :func:`check_finite`). Half-precision inputs run in float32. Backend: ``"tensorized"``
-    (dense ``n x m`` cost matrices), the fastest for the batch sizes of KD.
+    :func:`check_finite`). Half-precision inputs run in float32.
+
+    ``backend="fused"`` (default): geomloss' tensorized algorithm (dense ``n x m`` cost matrices, the
+    fastest for the batch sizes of KD) with an in-place soft-min kernel, same values within float32
+    rounding and 10-30 % faster (:mod:`mtpkdot.distill._sinkhorn`). Any geomloss backend name
+    (``"tensorized"``, ``"online"``, ``"multiscale"``, ``"auto"``) calls ``geomloss.SamplesLoss`` itself.
     """
 
     def __init__(
@@ -97,7 +102,7 @@ class SinkhornLoss(nn.Module):
         scaling: float = 0.5,
         diameter: float | None = None,
         check_finite: FiniteCheck = "async",
-        backend: str = "tensorized",
+        backend: str = "fused",
     ) -> None:
         super().__init__()
         if p not in (1, 2):
@@ -110,12 +115,20 @@ class SinkhornLoss(nn.Module):
             raise ValueError(
                 f"SinkhornLoss: check_finite must be 'async', 'sync' or 'off', got {check_finite!r}"
             )
+        if backend not in ("fused", "tensorized", "online", "multiscale", "auto"):
+            raise ValueError(
+                "SinkhornLoss: backend must be 'fused' or a geomloss backend "
+                f"('tensorized', 'online', 'multiscale', 'auto'), got {backend!r}"
+            )
         self.blur, self.p, self.debias, self.scaling = blur, p, debias, scaling
         self.diameter, self.check_finite, self.backend = diameter, check_finite, backend
         self._samples: SamplesLoss | None = None
 
     def extra_repr(self) -> str:
-        return f"blur={self.blur}, p={self.p}, debias={self.debias}, scaling={self.scaling}, diameter={self.diameter}"
+        return (
+            f"blur={self.blur}, p={self.p}, debias={self.debias}, scaling={self.scaling}, "
+            f"diameter={self.diameter}, backend={self.backend!r}"
+        )
 
     def _solver(self, diameter: float | None) -> SamplesLoss:
         # One geomloss module; the diameter may change per call (RelationalOTLoss on the CPU), and
@@ -127,7 +140,7 @@ class SinkhornLoss(nn.Module):
                 blur=self.blur,
                 debias=self.debias,
                 scaling=self.scaling,
-                backend=self.backend,
+                backend="tensorized" if self.backend == "fused" else self.backend,
             )
         self._samples.diameter = diameter
         return self._samples
@@ -146,11 +159,22 @@ class SinkhornLoss(nn.Module):
             y = y.to(x.dtype)
         if not checked:
             check_finite(x, y, name="SinkhornLoss: the point clouds", mode=self.check_finite)
-        solver = self._solver(self.diameter if diameter is None else float(diameter))
+        diameter = self.diameter if diameter is None else float(diameter)
         grad_mode = torch.is_grad_enabled()
         try:
             with _similarity.full_precision(x.device.type):
-                value = solver(x, y)
+                if self.backend == "fused" and _sinkhorn.AVAILABLE:
+                    value = _sinkhorn.sinkhorn_divergence(
+                        x,
+                        y,
+                        p=self.p,
+                        blur=self.blur,
+                        scaling=self.scaling,
+                        debias=self.debias,
+                        diameter=diameter,
+                    )
+                else:
+                    value = self._solver(diameter)(x, y)
         finally:
             torch.set_grad_enabled(grad_mode)
         return value if grad_mode else value.detach()
