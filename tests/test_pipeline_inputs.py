@@ -25,6 +25,21 @@ def test_signal_statistics_come_from_the_given_training_samples():
     assert abs(float(x.mean())) < 1e-6
 
 
+def test_signal_statistics_use_every_training_sample_in_any_chunking():
+    # subject-ordered data whose level drifts: a prefix of the indices would describe the first ones only
+    rng = np.random.default_rng(0)
+    arr = (rng.normal(size=(700, 3, 6, 4)) + np.arange(700)[:, None, None, None] / 100).astype(np.float32)
+    arr[5, 1, 2, 3] = np.nan  # read as 0, as the normaliser does at call time
+    train = rng.permutation(np.arange(0, 700, 2))  # order of the indices does not matter
+    clean = np.nan_to_num(arr[np.sort(train)]).astype(np.float64)
+    expected_mean = clean.transpose(1, 0, 2, 3).reshape(3, -1).mean(1)
+    expected_std = clean.transpose(1, 0, 2, 3).reshape(3, -1).std(1, ddof=1)
+    for chunk in (7, 64, 1000):
+        norm = Normalizer.fit(arr, train, "emg", 3, chunk=chunk)
+        np.testing.assert_allclose(norm.mean.numpy(), expected_mean, rtol=1e-5)
+        np.testing.assert_allclose(norm.std.numpy(), expected_std, rtol=1e-5)
+
+
 def test_regression_targets_average_valid_frames_and_mask_empty_clips():
     lab = np.full((1, 2, 3, 2), np.nan, dtype=np.float32)  # N x L x F x 2
     lab[0, 0, 0] = [0.2, 0.4]

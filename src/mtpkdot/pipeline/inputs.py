@@ -50,18 +50,30 @@ class Normalizer:
         return self.nd == 4
 
     @classmethod
-    def fit(cls, array: Any, indices: np.ndarray, kind: str, nd: int, max_samples: int = 256) -> Normalizer:
+    def fit(cls, array: Any, indices: np.ndarray, kind: str, nd: int, chunk: int = 512) -> Normalizer:
+        """Per-channel mean and std (unbiased) over every given sample, read ``chunk`` samples at a time.
+
+        All training samples count, not a prefix (which, with indices sorted by subject, would describe
+        the first subjects only); NaN is read as 0, as :meth:`__call__` does.
+        """
         if nd == 4:
             return cls(kind, nd)
-        idx = np.sort(np.asarray(indices)[:max_samples])
-        x = torch.from_numpy(np.asarray(array[idx], dtype=np.float32))
-        x = x.reshape(-1, *x.shape[-nd:])  # drop a sequence axis
-        chan = x.transpose(0, 1).reshape(x.shape[1], -1) if nd >= 2 else x.reshape(-1, x.shape[-1]).T
-        mean = chan.mean(dim=1)
-        std = chan.std(dim=1).clamp_min(1e-6)
-        mean = torch.nan_to_num(mean)
-        std = torch.nan_to_num(std, nan=1.0)
-        return cls(kind, nd, mean, std)
+        idx = np.sort(np.asarray(indices))
+        total = total_sq = None
+        count = 0
+        for start in range(0, len(idx), chunk):
+            x = torch.from_numpy(np.asarray(array[idx[start : start + chunk]], dtype=np.float64))
+            x = torch.nan_to_num(x.reshape(-1, *x.shape[-nd:]))  # drop a sequence axis
+            chan = x.transpose(0, 1).reshape(x.shape[1], -1) if nd >= 2 else x.reshape(-1, x.shape[-1]).T
+            s, sq = chan.sum(dim=1), chan.square().sum(dim=1)
+            total, total_sq = (s, sq) if total is None else (total + s, total_sq + sq)
+            count += chan.shape[1]
+        if total is None:
+            raise ValueError("Normalizer.fit: no training samples to take statistics from")
+        mean = total / count
+        var = (total_sq - count * mean.square()).clamp_min(0) / max(count - 1, 1)
+        std = var.sqrt().clamp_min(1e-6)
+        return cls(kind, nd, mean.float(), std.float())
 
     def state(self) -> dict[str, Any]:
         return {"kind": self.kind, "nd": self.nd, "mean": self.mean, "std": self.std}
