@@ -157,7 +157,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
     ap.add_argument("--k", type=int, default=30)
     ap.add_argument("--dim", type=int, default=512)
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="auto", help="cpu | cuda | auto")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on the CPU")
