@@ -171,3 +171,45 @@ def test_config_runs_end_to_end(name, tmp_path):
         assert res.exit_code != 0
         assert "not applicable" in str(res.exception or "") + res.output
         assert not list((tmp_path / "run").glob("seed*/fold*/student_kl"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fusion", ["jca", "mmt"])
+def test_affwild2_sequences_with_a_finetuned_student_backbone(fusion, tmp_path):
+    """Sequences of L clips + the student's video backbone trained end to end, then export and predict."""
+    import numpy as np
+
+    from mtpkdot.config import SynthConfig
+    from mtpkdot.data import synth_affwild2
+
+    data = tmp_path / "data"
+    data.mkdir()
+    synth_affwild2(data, SynthConfig(subjects=4, size=24, duration=3.0))
+    sets = _shrink("affwild2") + [f"data.root={data}", "student.finetune_backbone=true"]
+    if fusion == "mmt":
+        sets = [s for s in sets if not s.startswith("teacher.fusion_kwargs=")]
+        sets += [
+            "teacher.fusion=mmt",
+            "teacher.fusion_kwargs={d_model: 16, heads: 2, ff_dim: 16, layers: 1, dropout: 0.0, positional: true}",
+        ]
+    run = tmp_path / "run"
+    args = ["run", str(CONFIGS / "affwild2.yaml"), "--out", str(run), "--device", "cpu"]
+    res = CliRunner().invoke(app, [*args, *[a for s in sets for a in ("--set", s)]])
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    assert res.exit_code == 0, res.output
+    summary = pd.read_csv(run / "summary.csv")
+    assert {"none", "mtpkdot"} <= set(summary["method"]) and summary["ccc_mean"].notna().all()
+    fold = sorted(run.glob("seed0/fold*/student_mtpkdot"))[0].parent
+    bundle = tmp_path / "student.pt"
+    res = CliRunner().invoke(
+        app, ["export", str(run), "--fold", fold.name[4:], "--method", "mtpkdot", "--out", str(bundle)]
+    )
+    assert res.exit_code == 0, res.output
+    from mtpkdot.data.store import Store
+    from mtpkdot.pipeline.bundle import load_bundle
+
+    model = load_bundle(bundle)
+    store = Store(run / "store")
+    out = model({"video": np.asarray(store.array("video")[:2])})  # 2 samples x L clips
+    assert out.shape[:2] == (2, store.shape("video")[0]) and out.shape[-1] == 2

@@ -164,3 +164,23 @@ def test_input_errors_are_clear():
 def test_registered_fusions_cite_the_paper():
     for name, cls in FUSIONS.items():
         assert "paper" in (cls.__doc__ or "").strip().splitlines()[0], name
+
+
+def test_mmt_positional_encoding_makes_clip_order_matter():
+    torch.manual_seed(0)
+    x = [torch.randn(3, 5, 8), torch.randn(3, 5, 6)]
+    perm = torch.tensor([4, 2, 0, 3, 1])
+    plain = build_fusion("mmt", [8, 6], 2, d_model=16, ff_dim=16).eval()
+    pos = build_fusion("mmt", [8, 6], 2, d_model=16, ff_dim=16, positional=True).eval()
+    pos.load_state_dict(plain.state_dict())  # no parameters added: same checkpoint keys
+    with torch.no_grad():
+        # without it, permuting the clips only permutes the outputs (attention ignores order)
+        out, _ = plain(x)
+        out_p, _ = plain([t[:, perm] for t in x])
+        torch.testing.assert_close(out_p, out[:, perm])
+        # with it, the order changes the outputs; a single clip is unaffected
+        out, _ = pos(x)
+        out_p, _ = pos([t[:, perm] for t in x])
+        assert (out_p - out[:, perm]).abs().max() > 1e-3
+        single = [t[:, :1] for t in x]
+        torch.testing.assert_close(pos(single)[0], plain(single)[0])

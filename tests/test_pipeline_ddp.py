@@ -148,6 +148,15 @@ def test_two_process_student_epoch_matches_one_process(tmp_path):
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-5, msg=f"student weight {k}")
     assert (tmp_path / "two" / "summary.csv").is_file()
+    # the logged training losses are the global epoch's (both ranks' shards), as one process logs them
+    rows = [
+        pd.read_csv(d / "seed0" / "fold1" / "student_mtpkdot" / "metrics.csv")
+        for d in (one, tmp_path / "two")
+    ]
+    train_cols = [c for c in rows[0].columns if c.startswith("train_")]
+    assert train_cols and list(rows[1].columns) == list(rows[0].columns)
+    for c in train_cols:
+        assert rows[1][c].tolist() == pytest.approx(rows[0][c].tolist(), rel=1e-5, abs=1e-7), c
 
 
 @pytest.mark.slow

@@ -192,6 +192,35 @@ def test_export_and_predict_use_the_prevalent_modality_only(tiny, tmp_path):
     assert out.shape == (4, 2) and torch.isfinite(out).all()
 
 
+def test_export_works_after_the_store_is_deleted(tiny, tmp_path):
+    import shutil
+
+    import torch
+    import yaml
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny["run"], run)
+    assert (run / "store_meta.json").is_file()
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["data"]["store"] = str(tmp_path / "deleted_store")  # the prepared data is gone
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    bundle = tmp_path / "student.pt"
+    res = _cli(["export", str(run), "--fold", "1", "--method", "mtpkdot", "--out", str(bundle)])
+    assert res.exit_code == 0, res.output
+    want = tmp_path / "from_store.pt"
+    assert (
+        _cli(["export", str(tiny["run"]), "--fold", "1", "--method", "mtpkdot", "--out", str(want)]).exit_code
+        == 0
+    )
+    got, ref = torch.load(bundle, weights_only=False), torch.load(want, weights_only=False)
+    assert got["task"] == ref["task"] and got["item_shapes"] == ref["item_shapes"]
+    # without the copy either, the error names both places
+    (run / "store_meta.json").unlink()
+    res = _cli(["export", str(run), "--fold", "1", "--method", "mtpkdot", "--out", str(tmp_path / "x.pt")])
+    assert res.exit_code != 0 and "store_meta.json" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_evaluate_rebuilds_the_summary(tiny):
     before = (tiny["run"] / "summary.csv").read_text()
     res = _cli(["evaluate", str(tiny["run"])])

@@ -162,9 +162,28 @@ def test_missing_pieces_give_notes_not_crashes(tmp_path):
     assert "Fig. 4 skipped" in md and "Fig. 5 skipped" in md and "Fig. 6 skipped" in md
     assert "training curves skipped" in md
     # only summary.csv missing: still a report
-    (path / "summary.csv").unlink()
-    write_report(path)
-    assert "summary.csv missing" in (path / "report.md").read_text()
+    other = make_fake_run(
+        tmp_path / "nosummary", methods=("none", "teacher"), seeds=(0,), folds=2, fold_dirs=False
+    )
+    (other / "summary.csv").unlink()
+    write_report(other)
+    assert "summary.csv missing" in (other / "report.md").read_text()
+
+
+def test_report_refuses_a_folder_that_is_not_a_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from mtpkdot.cli import app
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("not a run")
+    with pytest.raises(ValueError, match="not a run directory"):
+        write_report(folder)
+    res = CliRunner().invoke(app, ["report", str(folder)])
+    assert res.exit_code == 2
+    assert "not a run directory" in res.output and "Traceback" not in res.output
+    assert sorted(p.name for p in folder.iterdir()) == ["readme.txt"]  # nothing written
 
 
 def test_single_result_per_method_has_undefined_std(tmp_path):

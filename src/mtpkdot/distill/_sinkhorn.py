@@ -7,7 +7,7 @@ iteration) is ours: geomloss' ``softmin_tensorized`` makes six passes over the `
 temporaries per call (divide, subtract, then logsumexp's max, subtract, exp, sum); here the divide and
 subtract are one fused ``add`` and, where no gradient is recorded (every iteration but the last
 extrapolation), the shift and the exponential run in place. Same values as ``SamplesLoss`` within
-float32 rounding (``tests/test_distill_ot.py``); 10-30 % faster on CPU (BENCHMARKS.md).
+float32 rounding (``tests/test_distill_sinkhorn_fused.py``); 10-30 % faster on CPU (BENCHMARKS.md).
 
 geomloss >= 0.3 keeps these functions in ``geomloss._legacy``, 0.2.x at the top level; should a future
 release move them, :data:`AVAILABLE` is False and SinkhornLoss falls back to ``SamplesLoss``.

@@ -8,9 +8,9 @@ debiased divergence of the same clouds. Iterations: ``2 + ceil(log(diameter / bl
 scaling    rel. error, CPU diameter    rel. error, analytic bound   time vs 0.5 (b = 128)
 =========  ==========================  ===========================  =====================
 0.5        1.3e-3 .. 1.5e-3 (6 it.)    4e-3 .. 7e-3 (9 it.)         1x
-0.7        5e-4 .. 7e-4                4e-4 .. 1e-3                 1.2x
+0.7        5e-4 .. 7e-4                4e-4 .. 1e-3                 1.1x
 0.9        1e-4 .. 3e-4                2e-4 .. 5e-4                 2x
-0.99       1e-6 .. 8e-6                1e-6 .. 3e-6                 12x
+0.99       1e-6 .. 8e-6                1e-6 .. 3e-6                 13x
 0.999      about 5e-8                  about 1e-7                   ~100x
 =========  ==========================  ===========================  =====================
 

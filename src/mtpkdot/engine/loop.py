@@ -25,6 +25,7 @@ from torch import nn
 
 from mtpkdot.atomic import atomic_write_text
 from mtpkdot.engine.checkpoint import load_checkpoint, save_checkpoint
+from mtpkdot.engine.distributed import all_reduce_sum, is_distributed
 from mtpkdot.engine.seed import get_rng_state, set_rng_state
 
 INTERRUPT_ENV = "MTPKDOT_INTERRUPT"
@@ -104,8 +105,9 @@ def run_epoch(
     """One pass of gradient steps; ``compute(batch) -> (losses, n)`` with ``losses["total"]`` to minimise.
 
     Under DDP ``compute`` is the DistributedDataParallel-wrapped step, so the gradients are averaged
-    over ranks during ``backward``. Returns the sample-weighted mean of every loss term (unweighted
-    terms as the method reports them; under DDP, this rank's shard).
+    over ranks during ``backward``. Returns the sample-weighted mean of every loss term over the epoch
+    (unweighted terms as the method reports them); under DDP the sums and counts of all ranks are
+    added first, so every rank returns the mean over the global epoch (what one process would log).
     """
     device = device or torch.device("cpu")
     sums: dict[str, float] = {}
@@ -132,6 +134,14 @@ def run_epoch(
         for key, value in losses.items():
             sums[key] = sums.get(key, 0.0) + float(value.detach()) * n
         count += n
+    if is_distributed():
+        keys = sorted(sums)  # every rank runs the same method, so the same terms
+        local = torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64)
+        # NCCL reduces device tensors only; gloo takes CPU tensors
+        values = all_reduce_sum(local.to(device)).cpu().tolist()
+        count = int(round(values.pop()))
+        reduced = dict(zip(keys, values, strict=True))
+        sums = {k: reduced[k] for k in sums}
     return {k: v / max(count, 1) for k, v in sums.items()}
 
 

@@ -181,6 +181,10 @@ class MMTFusion(nn.Module):
     ``g = sigmoid(w^T [ca_1; ca_2] + b)``; for M modalities it is a softmax over M logits of which the
     last is fixed at 0 (which is that sigmoid when M = 2). All attention runs over the tokens of ONE
     sample (``batch_first=True``): the released code attended across the batch by mistake.
+
+    Attention is blind to the order of the L clips of a sequence; ``positional=True`` adds the fixed
+    sinusoidal encoding of Vaswani et al. to each modality's tokens before its encoder, so the model can
+    use the order (no parameters: checkpoints stay compatible). Off by default, as released.
     """
 
     def __init__(
@@ -192,8 +196,10 @@ class MMTFusion(nn.Module):
         ff_dim: int = 512,
         layers: int = 1,
         dropout: float = 0.1,
+        positional: bool = False,
     ) -> None:
         super().__init__()
+        self.positional = bool(positional)
         self.in_dims = _check_modalities(in_dims, "mmt", 2)
         self.joint_dim = d_model
         self.inp = nn.ModuleList(
@@ -215,7 +221,11 @@ class MMTFusion(nn.Module):
 
     def forward(self, feats: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         seqs, added = _as_sequences(feats, self.in_dims, "mmt")
-        enc = [e(p(x)) for e, p, x in zip(self.encoders, self.inp, seqs, strict=True)]
+        tokens = [p(x) for p, x in zip(self.inp, seqs, strict=True)]
+        if self.positional and tokens[0].shape[1] > 1:
+            pe = sinusoidal_encoding(tokens[0].shape[1], self.joint_dim, tokens[0].device, tokens[0].dtype)
+            tokens = [t + pe for t in tokens]
+        enc = [e(t) for e, t in zip(self.encoders, tokens, strict=True)]
         crossed = []
         for m, block in enumerate(self.cross):
             context = torch.cat([t for j, t in enumerate(enc) if j != m], dim=1)
@@ -228,6 +238,17 @@ class MMTFusion(nn.Module):
         if added:
             return out.squeeze(1), joint.squeeze(1)
         return out, joint
+
+
+def sinusoidal_encoding(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``length x dim`` fixed positional encoding: sin at even, cos at odd channels, wavelengths
+    from 2*pi to 10000*2*pi (Vaswani et al., 2017)."""
+    pos = torch.arange(length, dtype=torch.float32, device=device)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim, device=device)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return pe.to(dtype)
 
 
 def build_fusion(name: str, in_dims: Sequence[int], num_outputs: int, **kwargs: Any) -> nn.Module:

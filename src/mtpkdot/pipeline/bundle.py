@@ -9,6 +9,7 @@ prepared ``.npy`` sample (one item or a batch) and returns class probabilities o
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +66,7 @@ def export_bundle(
     used = set(cfg.data.prevalent) | set(cfg.data.privileged)
     order = [m for m in cfg.data.modalities if m in used]
     fdims = {m: int(np.load(fold_dir / "features" / f"{m}.npy", mmap_mode="r").shape[-1]) for m in order}
-    from mtpkdot.data import Store
-
-    store_dir = Path(cfg.data.store) if cfg.data.store is not None else run_dir / "store"
-    store = Store(store_dir)
-    task = store.task
-    item_shapes = {m: tuple(int(s) for s in store.array(m).shape[1:]) for m in cfg.data.prevalent}
+    task, item_shapes = _store_facts(cfg, run_dir)
     bundle = {
         "format": FORMAT,
         "method": method,
@@ -95,6 +91,27 @@ def export_bundle(
     out = Path(out)
     atomic_torch_save(bundle, out)
     return out
+
+
+def _store_facts(cfg: Any, run_dir: Path) -> tuple[Any, dict[str, tuple[int, ...]]]:
+    """Task and per-sample input shapes of the prevalent modalities, from the store's meta.json or,
+    when the store is gone, the copy the run keeps (``store_meta.json``)."""
+    from mtpkdot.pipeline.experiment import STORE_META, store_path
+    from mtpkdot.tasks import Task
+
+    candidates = [store_path(cfg, run_dir) / "meta.json", run_dir / STORE_META]
+    source = next((c for c in candidates if c.is_file()), None)
+    if source is None:
+        raise FileNotFoundError(
+            f"export needs the task and input shapes of the run: neither {candidates[0]} (the prepared "
+            f"store) nor {candidates[1]} exists"
+        )
+    meta = json.loads(source.read_text())
+    missing = [m for m in cfg.data.prevalent if m not in meta.get("modalities", {})]
+    if missing or "task" not in meta:
+        raise ValueError(f"{source} does not describe this run (no task or no modality {missing})")
+    shapes = {m: tuple(int(d) for d in meta["modalities"][m]["shape"]) for m in cfg.data.prevalent}
+    return Task(**meta["task"]), shapes
 
 
 class BundleModel(nn.Module):

@@ -85,6 +85,9 @@ def check_run_dir(cfg: Config, run_dir: Path, write: bool) -> None:
         atomic_write_text(run_dir / "config.hash", config_hash(comparable(cfg)) + "\n")
 
 
+STORE_META = "store_meta.json"  # a copy of the store's meta.json in the run directory
+
+
 def store_path(cfg: Config, run_dir: Path) -> Path:
     return Path(cfg.data.store) if cfg.data.store is not None else run_dir / "store"
 
@@ -100,7 +103,11 @@ def open_store(cfg: Config, run_dir: Path, dist: Dist) -> Any:
 
         prepare(cfg, path, progress=progress_enabled())
     dist.barrier()
-    return Store(path)
+    store = Store(path)
+    if dist.is_main:
+        # task and input shapes travel with the run, so `export` works after the store is deleted
+        atomic_write_text(run_dir / STORE_META, json.dumps(store.meta, indent=1, sort_keys=True) + "\n")
+    return store
 
 
 def load_folds(cfg: Config, store: Any, run_dir: Path, write: bool) -> pd.DataFrame:

@@ -324,9 +324,15 @@ def build_blocks(run: RunDir) -> tuple[list[Block], pd.DataFrame | None]:
 def write_report(run_dir: str | Path) -> Path:
     """Write ``report.md``, ``report.html``, ``figures/*.png`` and ``results.csv`` into ``run_dir``.
 
-    Returns the path of ``report.md``.
+    Returns the path of ``report.md``. A folder with none of a run's files (``config.yaml``,
+    ``summary.csv``, ``seed<s>/fold<k>``) raises a ValueError and nothing is written.
     """
     run = RunDir(run_dir)
+    if not (run.summary_path.is_file() or (run.path / "config.yaml").is_file() or run.fold_dirs()):
+        raise ValueError(
+            f"{run.path} is not a run directory: it holds no config.yaml, summary.csv or seed<s>/fold<k> "
+            "folders (give the folder that `mtpkdot run` wrote, e.g. runs/<name>)"
+        )
     blocks, summary = build_blocks(run)
     if summary is not None and not summary.empty:
         agg = aggregate(summary)

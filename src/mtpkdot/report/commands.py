@@ -16,16 +16,19 @@ def register(app: typer.Typer) -> None:
 
         Given a sweep folder (it holds sweep.json), write sweep.csv and sweep_report.md/.html instead.
         """
+        from mtpkdot.cli import user_errors
+
         if not run_dir.is_dir():
             raise typer.BadParameter(f"{run_dir} is not a directory", param_hint="RUN_DIR")
-        if (run_dir / "sweep.json").is_file():
-            from mtpkdot.report.sweep import write_sweep_report
+        with user_errors():
+            if (run_dir / "sweep.json").is_file():
+                from mtpkdot.report.sweep import write_sweep_report
 
-            path = write_sweep_report(run_dir)
-        else:
-            from mtpkdot.report import write_report
+                path = write_sweep_report(run_dir)
+            else:
+                from mtpkdot.report import write_report
 
-            path = write_report(run_dir)
+                path = write_report(run_dir)
         typer.echo(f"wrote {path} and {path.with_suffix('.html')}")
 
     @app.command("sweep")
