@@ -16,7 +16,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from mtpkdot.distill.losses import ccc
+from mtpkdot.metrics import ccc
 
 __all__ = ["TASKS", "Task"]
 
