@@ -49,14 +49,14 @@ def _worker(rank: int, world: int, port: int, base: str, run_name: str, extra: l
             "MASTER_PORT": str(port),
         }
     )
-    from mtpkdot.pipeline import stages
+    from mtpkdot.pipeline import runner
     from mtpkdot.pipeline.experiment import run_experiment
 
     base_p = Path(base)
     written: list[str] = []
     wrapped: list[dict] = []
     initial: dict[str, dict[str, torch.Tensor]] = {}
-    real_ddp = stages.DistributedDataParallel
+    real_ddp = runner.DistributedDataParallel
 
     def ddp_spy(module, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         ddp = real_ddp(module, *args, **kwargs)
@@ -75,7 +75,7 @@ def _worker(rank: int, world: int, port: int, base: str, run_name: str, extra: l
         initial[module.stage] = {k: v.detach().clone() for k, v in module.trained.state_dict().items()}
         return ddp
 
-    stages.DistributedDataParallel = ddp_spy
+    runner.DistributedDataParallel = ddp_spy
     real_replace = os.replace
     if rank != 0:
 

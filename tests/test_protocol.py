@@ -21,7 +21,7 @@ import torch
 from tests.test_pipeline_run import tiny_overrides
 
 from mtpkdot.config import load_config
-from mtpkdot.pipeline import stages
+from mtpkdot.pipeline import runner, stages
 from mtpkdot.pipeline.experiment import run_experiment
 from mtpkdot.pipeline.inputs import Normalizer
 
@@ -59,7 +59,7 @@ def runs(tmp_path_factory):
     rec = Recorder()
     mp = pytest.MonkeyPatch()
 
-    orig_fit, orig_batches, orig_finish = stages.fit, stages._train_batches, stages._finish
+    orig_fit, orig_batches, orig_finish = runner.fit, runner.train_batches, runner.finish
     orig_score, orig_mean, orig_norm = stages.score, stages._mean_terms, Normalizer.fit.__func__
 
     def fit(**kw):
@@ -96,9 +96,9 @@ def runs(tmp_path_factory):
         rec.norm_fits.append(frozenset(int(i) for i in np.asarray(indices)))
         return orig_norm(cls, array, indices, kind, nd, **kwargs)
 
-    mp.setattr(stages, "fit", fit)
-    mp.setattr(stages, "_train_batches", train_batches)
-    mp.setattr(stages, "_finish", finish)
+    mp.setattr(runner, "fit", fit)
+    mp.setattr(runner, "train_batches", train_batches)
+    mp.setattr(runner, "finish", finish)
     mp.setattr(stages, "score", score)
     mp.setattr(stages, "_mean_terms", mean_terms)
     mp.setattr(Normalizer, "fit", classmethod(norm_fit))

@@ -553,3 +553,8 @@ def _finish(
             msg += f"; {n - len(ok)} failed (reasons in {store_dir / 'prepare_report.csv'})"
         print(msg, file=sys.stderr)
     return Store(store_dir)
+
+
+def decode_video_for(path: Path, mc: Any) -> np.ndarray:
+    """One video prepared as ``prepare`` prepares a sample of modality config ``mc`` (export bundles)."""
+    return _video(path, mc, {})

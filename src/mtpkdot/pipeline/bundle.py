@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtpkdot import layout
 from mtpkdot.atomic import atomic_torch_save
 from mtpkdot.config import ModalityConfig
+from mtpkdot.layout import RunLayout
 
 FORMAT = "mtpkdot-student-bundle/1"
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -33,30 +35,32 @@ def export_bundle(
     from mtpkdot.config import config_from_dict
     from mtpkdot.engine.checkpoint import load_checkpoint
 
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
+    run = RunLayout(run_dir)
+    cfg_path = run.config
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path} not found: {run_dir} is not a run directory")
     cfg = config_from_dict(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
     if seed is None:
-        seeds = sorted(int(p.name[4:]) for p in run_dir.glob("seed*") if (p / f"fold{fold}").is_dir())
+        seeds = run.seeds_with_fold(fold)
         if not seeds:
-            raise FileNotFoundError(f"{run_dir} has no fold{fold} in any seed folder")
+            raise FileNotFoundError(f"{run.root} has no fold{fold} in any seed folder")
         seed = seeds[0]
-    fold_dir = run_dir / f"seed{seed}" / f"fold{fold}"
-    stage_dir = fold_dir / f"student_{method}"
-    if not (stage_dir / "done").is_file():
-        have = sorted(p.name for p in fold_dir.glob("student_*") if (p / "done").is_file())
+    fold_dir = run.fold(seed, fold)
+    stage_dir = fold_dir.stage(layout.student_stage(method))
+    if not (stage_dir / layout.DONE).is_file():
+        have = sorted(
+            p.name for p in fold_dir.path.glob(layout.student_stage("*")) if (p / layout.DONE).is_file()
+        )
         raise FileNotFoundError(f"{stage_dir} is not a finished student stage; finished: {have or 'none'}")
 
-    student_state = load_checkpoint(stage_dir / "best.pt")["modules"]["student"]
+    student_state = load_checkpoint(stage_dir / layout.BEST)["modules"]["student"]
     fusion = {k[len("fusion.") :]: v for k, v in student_state.items() if k.startswith("fusion.")}
     tnets = {k[len("tnets.") :]: v for k, v in student_state.items() if k.startswith("tnets.")}
     finetuned = any(k.startswith("backbones.") for k in student_state)
     backbones: dict[str, Any] = {}
     norms: dict[str, Any] = {}
     for mod in cfg.data.prevalent:
-        enc = load_checkpoint(fold_dir / f"backbone_{mod}" / "best.pt")["modules"]["model"]
+        enc = load_checkpoint(fold_dir.stage(layout.backbone_stage(mod)) / layout.BEST)["modules"]["model"]
         if finetuned:
             prefix = f"backbones.{mod}."
             backbones[mod] = {k[len(prefix) :]: v for k, v in student_state.items() if k.startswith(prefix)}
@@ -65,8 +69,9 @@ def export_bundle(
         norms[mod] = {"mean": enc.get("norm_mean"), "std": enc.get("norm_std")}
     used = set(cfg.data.prevalent) | set(cfg.data.privileged)
     order = [m for m in cfg.data.modalities if m in used]
-    fdims = {m: int(np.load(fold_dir / "features" / f"{m}.npy", mmap_mode="r").shape[-1]) for m in order}
-    task, item_shapes = _store_facts(cfg, run_dir)
+    features = fold_dir.stage(layout.FEATURES)
+    fdims = {m: int(np.load(features / f"{m}.npy", mmap_mode="r").shape[-1]) for m in order}
+    task, item_shapes = _store_facts(cfg, run)
     bundle = {
         "format": FORMAT,
         "method": method,
@@ -93,13 +98,12 @@ def export_bundle(
     return out
 
 
-def _store_facts(cfg: Any, run_dir: Path) -> tuple[Any, dict[str, tuple[int, ...]]]:
+def _store_facts(cfg: Any, run: RunLayout) -> tuple[Any, dict[str, tuple[int, ...]]]:
     """Task and per-sample input shapes of the prevalent modalities, from the store's meta.json or,
     when the store is gone, the copy the run keeps (``store_meta.json``)."""
-    from mtpkdot.pipeline.experiment import STORE_META, store_path
     from mtpkdot.tasks import Task
 
-    candidates = [store_path(cfg, run_dir) / "meta.json", run_dir / STORE_META]
+    candidates = [run.store(cfg.data.store) / "meta.json", run.store_meta]
     source = next((c for c in candidates if c.is_file()), None)
     if source is None:
         raise FileNotFoundError(
@@ -204,10 +208,10 @@ def _prepare_video(model: BundleModel, mod: str, path: Path) -> np.ndarray:
     """Decode, crop and sample a clip with the same settings as ``prepare`` used for training."""
     # the data side's own per-video preparation (time window, TSN sampling, face crop, resize), so a
     # deployed clip is prepared exactly as the training clips were
-    from mtpkdot.data.prepare import _video
+    from mtpkdot.data.prepare import decode_video_for
 
     mc = ModalityConfig.model_validate(model.bundle["modalities"][mod])
-    return np.asarray(_video(Path(path), mc, {}))
+    return np.asarray(decode_video_for(Path(path), mc))
 
 
 def predict(bundle: str | Path, inputs: list[str | Path]) -> list[dict[str, Any]]:

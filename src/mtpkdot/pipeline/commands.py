@@ -82,7 +82,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rebuild summary.csv from the finished stages of a run and print the mean +- std table."""
         from mtpkdot.atomic import atomic_write_csv
-        from mtpkdot.pipeline.experiment import collect_summary, format_table
+        from mtpkdot.pipeline.experiment import collect_summary
+        from mtpkdot.report.tables import format_table
 
         summary = collect_summary(run_dir)
         atomic_write_csv(summary, run_dir / "summary.csv")
@@ -129,7 +130,8 @@ def register(app: typer.Typer) -> None:
 
 def _run_and_report(cfg, run_dir: Path, folds, methods, seeds, device, amp) -> None:  # noqa: ANN001
     from mtpkdot.cli import user_errors
-    from mtpkdot.pipeline.experiment import format_table, run_experiment
+    from mtpkdot.pipeline.experiment import run_experiment
+    from mtpkdot.report.tables import format_table
 
     with user_errors():
         summary = run_experiment(

@@ -1,7 +1,8 @@
 """What every stage of one fold needs: config, store, split, device, cached features, stage folders.
 
-A stage is a folder ``runs/<exp>/seed<s>/fold<k>/<stage>/``. Its ``config.yaml`` holds the config
-section the stage depends on (its own settings plus the hashes of the stages it builds on), so a
+A stage is a folder ``runs/<exp>/seed<s>/fold<k>/<stage>/`` (``mtpkdot.layout``). Its ``config.yaml``
+holds the config section the stage depends on (its own settings plus the hashes of the stages it
+builds on, declared in ``mtpkdot.pipeline.graph``), so a
 changed setting is detected at the stage it affects; ``done`` marks a finished stage and holds that
 section's hash.
 """
@@ -20,6 +21,7 @@ import yaml
 from mtpkdot.atomic import atomic_write_text
 from mtpkdot.config import Config
 from mtpkdot.engine.checkpoint import check_config, config_hash
+from mtpkdot.layout import DONE, FEATURES, STAGE_CONFIG, RunLayout
 
 # data settings that say where things are, not what they are: moving a dataset keeps its results
 LOCATION_KEYS = ("root", "annotations_root", "videos_root", "manifest", "store", "workers")
@@ -66,11 +68,15 @@ class FoldContext:
 
     # ---- roles and folders -------------------------------------------------------------------
     @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
+    @property
     def fold_dir(self) -> Path:
-        return self.run_dir / f"seed{self.seed}" / f"fold{self.fold}"
+        return self.layout.fold(self.seed, self.fold).path
 
     def stage_dir(self, stage: str) -> Path:
-        return self.fold_dir / stage
+        return self.layout.stage_dir(self.seed, self.fold, stage)
 
     @property
     def prevalent(self) -> list[str]:
@@ -109,61 +115,27 @@ class FoldContext:
         )
 
     def section(self, stage: str) -> dict[str, Any]:
-        """The config section stage ``stage`` depends on (upstream stages by hash)."""
-        cfg = self.cfg
-        base = config_hash(self.base_section())
-        if stage.startswith("backbone_"):
-            mod = stage[len("backbone_") :]
-            sec: dict[str, Any] = {"base": base, "modality": cfg.data.modalities[mod].model_dump(mode="json")}
-        elif stage == "features":
-            sec = {"backbones": {m: config_hash(self.section(f"backbone_{m}")) for m in self.order}}
-        elif stage == "teacher":
-            sec = {
-                "features": config_hash(self.section("features")),
-                "teacher": cfg.teacher.model_dump(mode="json"),
-            }
-        elif stage == "tnet":
-            sec = {
-                "features": config_hash(self.section("features")),
-                "tnet": cfg.tnet.model_dump(mode="json"),
-            }
-        elif stage == "adapters":
-            sec = {
-                "teacher": config_hash(self.section("teacher")),
-                "adapters": cfg.adapters.model_dump(mode="json"),
-            }
-        elif stage.startswith("student_"):
-            student = cfg.student.model_dump(mode="json")
-            student.pop("methods")  # adding a method to a run must not invalidate the others
-            sec = {
-                "method": stage[len("student_") :],
-                "student": student,
-                "distill": cfg.distill.model_dump(mode="json"),
-                "teacher": config_hash(self.section("adapters")),
-                "tnet": config_hash(self.section("tnet")),
-            }
-            if cfg.student.finetune_backbone:
-                sec["backbones"] = config_hash(self.section("features"))
-        else:
-            raise KeyError(f"unknown stage {stage!r}")
-        return plain(sec)
+        """The config section stage ``stage`` depends on (declared in :mod:`mtpkdot.pipeline.graph`)."""
+        from mtpkdot.pipeline.graph import section  # the graph imports the stage code, which imports this
+
+        return section(self, stage)
 
     # ---- done markers ------------------------------------------------------------------------
     def is_done(self, stage: str) -> bool:
         """True when ``stage`` finished with this config; raises when it ran with another config."""
         d = self.stage_dir(stage)
         sec = self.section(stage)
-        cfg_path = d / "config.yaml"
+        cfg_path = d / STAGE_CONFIG
         if cfg_path.is_file():
             stored = yaml.safe_load(cfg_path.read_text())
             check_config(stored, sec, cfg_path)
         elif self.write:
             atomic_write_text(cfg_path, yaml.safe_dump(sec, sort_keys=False))
-        return (d / "done").is_file()
+        return (d / DONE).is_file()
 
     def mark_done(self, stage: str) -> None:
         if self.write:
-            atomic_write_text(self.stage_dir(stage) / "done", config_hash(self.section(stage)) + "\n")
+            atomic_write_text(self.stage_dir(stage) / DONE, config_hash(self.section(stage)) + "\n")
 
     def write_json(self, path: Path, data: dict[str, Any]) -> None:
         if self.write:
@@ -173,7 +145,7 @@ class FoldContext:
     def features(self, mod: str) -> torch.Tensor:
         """Cached backbone features of every store sample (``N x d`` or ``N x L x d``), on the device."""
         if mod not in self._features:
-            path = self.stage_dir("features") / f"{mod}.npy"
+            path = self.stage_dir(FEATURES) / f"{mod}.npy"
             self._features[mod] = torch.from_numpy(np.load(path)).to(self.device)
         return self._features[mod]
 

@@ -9,8 +9,8 @@ with the test metrics of the checkpoint selected on validation, ``teacher`` bein
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -25,8 +25,10 @@ import yaml
 from mtpkdot.atomic import atomic_write_csv, atomic_write_text
 from mtpkdot.config import Config, config_to_dict, dump_config
 from mtpkdot.engine.checkpoint import check_config, config_hash
+from mtpkdot.layout import DONE, METHOD_ORDER, RunLayout
 from mtpkdot.pipeline.context import LOCATION_KEYS, Dist, FoldContext, plain
-from mtpkdot.report.tables import METHOD_ORDER
+
+log = logging.getLogger(__name__)
 
 META_KEYS = {"stage", "seed", "fold", "n_test", "best_epoch"}
 # settings that choose WHAT to run or WHERE, not what a result is: they may change between resumes
@@ -70,7 +72,7 @@ def comparable(cfg: Config) -> dict[str, Any]:
 
 def check_run_dir(cfg: Config, run_dir: Path, write: bool) -> None:
     """Refuse to continue a run directory written with a different config; write/refresh config.yaml."""
-    path = run_dir / "config.yaml"
+    path = RunLayout(run_dir).config
     if path.is_file():
         stored = yaml.safe_load(path.read_text()) or {}
         try:
@@ -82,14 +84,12 @@ def check_run_dir(cfg: Config, run_dir: Path, write: bool) -> None:
         check_config(comparable(stored_cfg), comparable(cfg), path)
     if write:
         dump_config(cfg, path)
-        atomic_write_text(run_dir / "config.hash", config_hash(comparable(cfg)) + "\n")
-
-
-STORE_META = "store_meta.json"  # a copy of the store's meta.json in the run directory
+        atomic_write_text(RunLayout(run_dir).config_hash, config_hash(comparable(cfg)) + "\n")
 
 
 def store_path(cfg: Config, run_dir: Path) -> Path:
-    return Path(cfg.data.store) if cfg.data.store is not None else run_dir / "store"
+    """``data.store`` when set, else ``<run dir>/store``: the same rule as ``mtpkdot prepare``."""
+    return RunLayout(run_dir).store(cfg.data.store)
 
 
 def open_store(cfg: Config, run_dir: Path, dist: Dist) -> Any:
@@ -106,7 +106,9 @@ def open_store(cfg: Config, run_dir: Path, dist: Dist) -> Any:
     store = Store(path)
     if dist.is_main:
         # task and input shapes travel with the run, so `export` works after the store is deleted
-        atomic_write_text(run_dir / STORE_META, json.dumps(store.meta, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(
+            RunLayout(run_dir).store_meta, json.dumps(store.meta, indent=1, sort_keys=True) + "\n"
+        )
     return store
 
 
@@ -119,7 +121,7 @@ def load_folds(cfg: Config, store: Any, run_dir: Path, write: bool) -> pd.DataFr
     from mtpkdot.data import load_folds as load_saved
     from mtpkdot.data import make_folds, save_folds
 
-    path = run_dir / "folds.csv"
+    path = RunLayout(run_dir).folds_csv
     manifest = store.manifest
     if path.is_file():
         try:
@@ -160,7 +162,7 @@ def write_split(ctx: FoldContext) -> None:
         for i in ctx.split[role]:
             rows.append((str(man["sample_id"].iloc[i]), str(man["subject_id"].iloc[i]), role))
     df = pd.DataFrame(rows, columns=["sample_id", "subject_id", "role"])
-    atomic_write_csv(df, ctx.fold_dir / "split.csv")
+    atomic_write_csv(df, ctx.layout.fold(ctx.seed, ctx.fold).split_csv)
 
 
 def run_experiment(
@@ -177,7 +179,7 @@ def run_experiment(
     from tqdm.auto import tqdm
 
     from mtpkdot.engine.loop import progress_enabled
-    from mtpkdot.pipeline.stages import run_fold, stages_of
+    from mtpkdot.pipeline.graph import run_fold, stage_names
     from mtpkdot.registry import METHODS, load_all
 
     load_all()
@@ -218,7 +220,7 @@ def run_experiment(
         raise ValueError(f"--folds {bad}: this run has folds {all_folds}")
 
     used = [m for m in cfg.data.modalities if m in set(cfg.data.prevalent) | set(cfg.data.privileged)]
-    per_fold = stages_of(used, methods)
+    per_fold = stage_names(used, methods)
     show = (progress_enabled() if progress is None else progress) and dist.is_main
     bar = tqdm(total=len(seeds) * len(chosen) * len(per_fold), desc="run", unit="stage", disable=not show)
     for seed in seeds:
@@ -235,29 +237,29 @@ def run_experiment(
             run_fold(ctx, methods, advance)
             if dist.is_main and not show:  # no bar (output not a terminal): one line per fold for logs
                 took = time.perf_counter() - started
-                print(f"mtpkdot: seed {seed} fold {k} done ({took:.0f} s)", file=sys.stderr, flush=True)
+                log.info("seed %d fold %d done (%.0f s)", seed, k, took)
     bar.close()
     summary = collect_summary(run_dir)
     if dist.is_main:
-        atomic_write_csv(summary, run_dir / "summary.csv")
+        atomic_write_csv(summary, RunLayout(run_dir).summary)
     return summary
 
 
 def collect_summary(run_dir: str | Path) -> pd.DataFrame:
-    """One row per (seed, fold, method) from every ``test.json`` of the teacher and the students."""
-    run_dir = Path(run_dir)
+    """One row per (seed, fold, method) from the ``test.json`` of every finished tested stage
+    (the teacher and the students: ``tested`` in :mod:`mtpkdot.pipeline.graph`)."""
+    from mtpkdot.pipeline.graph import find
+
     rows = []
-    for path in sorted(run_dir.glob("seed*/fold*/*/test.json")):
-        stage = path.parent.name
-        if stage == "teacher":
-            method = "teacher"
-        elif stage.startswith("student_"):
-            method = stage[len("student_") :]
-        else:
+    for path in RunLayout(run_dir).test_jsons():
+        try:
+            spec, instance = find(path.parent.name)
+        except KeyError:
             continue
-        if not (path.parent / "done").is_file():
+        if not spec.tested or not (path.parent / DONE).is_file():
             continue
         data = json.loads(path.read_text())
+        method = instance if instance is not None else spec.name
         row = {"seed": int(data["seed"]), "fold": int(data["fold"]), "method": method}
         row.update({k: v for k, v in data.items() if k not in META_KEYS})
         row["n_test"] = int(data["n_test"])
@@ -272,27 +274,3 @@ def collect_summary(run_dir: str | Path) -> pd.DataFrame:
         c for c in df.columns if c not in ("seed", "fold", "method", "n_test")
     ]
     return df[cols + ["n_test"]]
-
-
-def format_table(summary: pd.DataFrame) -> str:
-    """Mean ± std over (seed, fold) per method, in the paper's order (lower bound first), as the
-    report's tables print them (``mtpkdot.report.tables``: one place for aggregation and format)."""
-    from mtpkdot.report.tables import aggregate, format_mean_std, metric_columns, ordered_methods
-
-    if summary.empty:
-        return "(no finished results)"
-    cols = metric_columns(summary)
-    agg = aggregate(summary).set_index(["method", "metric"])
-    header = ["method", "n"] + cols
-    lines = []
-    for m in ordered_methods(summary):
-        cells = [m, str(int(agg.loc[(m, cols[0]), "n"]))]
-        cells += [format_mean_std(agg.loc[(m, c), "mean"], agg.loc[(m, c), "std"], c) for c in cols]
-        lines.append(cells)
-    widths = [max(len(header[i]), *(len(r[i]) for r in lines)) for i in range(len(header))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    out += [fmt.format(*r) for r in lines]
-    if "none" in set(summary["method"]):
-        out.append("none = prevalent modality only (lower bound); teacher = multimodal (upper bound)")
-    return "\n".join(out)

@@ -1,29 +1,26 @@
-"""The stages of one fold (DESIGN sections 3-4; paper Sec. III, Alg. 1-2, Sec. IV-B).
+"""What each stage of one fold does differently (DESIGN sections 3-4; paper Sec. III, Alg. 1-2, Sec. IV-B).
 
-backbone_<mod> -> features (cache) -> teacher -> tnet -> adapters -> student_<method> (one per method),
-each trained on the fold's training subjects, with its epoch selected on the fold's validation
-subjects, then evaluated ONCE on the fold's test subjects with the selected checkpoint (``test.json``).
-Every stage is skipped when its ``done`` marker exists and restarts from ``last.pt`` when interrupted.
-Under ``torchrun`` each trained stage runs its steps through DistributedDataParallel
-(:func:`data_parallel`); evaluation and checkpoints use the unwrapped modules.
+The stages and their order are declared in :mod:`mtpkdot.pipeline.graph`; what every stage shares
+(skip when done, seed, fit, select, test once, mark done) is :mod:`mtpkdot.pipeline.runner`. A trained
+stage here only builds a :class:`~mtpkdot.pipeline.runner.Trainable` (modules, step, evaluation,
+hooks); ``load_*`` read a finished stage's selected checkpoint for the stages after it.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
+from mtpkdot import layout
 from mtpkdot.atomic import atomic_save_npz, atomic_write
 from mtpkdot.engine.checkpoint import file_hash, load_checkpoint
-from mtpkdot.engine.loop import chunks, fit, index_batches, predict, run_epoch
-from mtpkdot.engine.seed import derive_seed, make_generator, seed_everything
+from mtpkdot.engine.loop import chunks, predict
 from mtpkdot.pipeline.context import FoldContext
 from mtpkdot.pipeline.inputs import (
     Normalizer,
@@ -33,41 +30,14 @@ from mtpkdot.pipeline.inputs import (
     item_ndim,
     targets,
 )
+from mtpkdot.pipeline.runner import Trainable
 
 EVAL_BATCH = 256
 TSNE_CAP = 500
 
-Compute = Callable[[torch.Tensor], tuple[dict[str, torch.Tensor], int]]
-
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-def make_optimizer(params: list[nn.Parameter], tc: Any) -> torch.optim.Optimizer:
-    if tc.optimizer == "adam":
-        return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    if tc.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    return torch.optim.SGD(params, lr=tc.lr, momentum=0.9, weight_decay=tc.weight_decay)
-
-
-def _scaler(ctx: FoldContext) -> torch.amp.GradScaler | None:
-    if ctx.amp and ctx.device.type == "cuda":
-        return torch.amp.GradScaler("cuda")
-    return None
-
-
-def _train_batches(ctx: FoldContext, stage: str, epoch: int, batch_size: int) -> list[torch.Tensor]:
-    """Shuffled training batches of store indices; the order depends only on (seed, fold, stage, epoch)."""
-    gen = make_generator(derive_seed(ctx.seed, ctx.fold, stage, epoch))
-    idx = torch.as_tensor(ctx.split["train"], dtype=torch.long)
-    ws = ctx.dist.world_size
-    if ws > 1:  # equal shards per rank (the gather of relational losses needs them)
-        batch_size = max(ws, batch_size - batch_size % ws)
-    return index_batches(
-        idx, batch_size, shuffle=True, generator=gen, drop_last=True, rank=ctx.dist.rank, world_size=ws
-    )
-
-
 def _labels(ctx: FoldContext) -> tuple[torch.Tensor, torch.Tensor | None]:
     y, mask = targets(np.asarray(ctx.store.labels))
     return y.to(ctx.device), None if mask is None else mask.to(ctx.device)
@@ -90,116 +60,9 @@ def _task_loss(
     return ctx.task.loss(out.float(), y, mask)
 
 
-def _stage_seed(ctx: FoldContext, stage: str) -> None:
-    seed_everything(derive_seed(ctx.seed, ctx.fold, stage))
-
-
-def _finish(
-    ctx: FoldContext, stage: str, evaluate: Callable[[np.ndarray], dict[str, float]], best_epoch: int
-) -> None:
-    """Evaluate the selected checkpoint ONCE on the fold's test subjects (``test.json``); mark the stage done."""
-    test = ctx.split["test"]
-    ctx.write_json(
-        ctx.stage_dir(stage) / "test.json",
-        {
-            "stage": stage,
-            "seed": ctx.seed,
-            "fold": ctx.fold,
-            "n_test": int(len(test)),
-            "best_epoch": best_epoch,
-            **evaluate(test),
-        },
-    )
-    ctx.mark_done(stage)
-    ctx.dist.barrier()
-
-
 def _best_modules(ctx: FoldContext, stage: str) -> dict[str, Any]:
     """The state dicts of ``stage``'s selected checkpoint (``best.pt``), by module name."""
-    return load_checkpoint(ctx.stage_dir(stage) / "best.pt", ctx.section(stage))["modules"]
-
-
-class StageStep(nn.Module):
-    """The modules a stage trains, with the computation of one training step as ``forward``.
-
-    DistributedDataParallel averages the gradients of the module it wraps during ``backward`` and
-    arms that reduction in the module's ``forward``. A stage trains one or several modules (backbone
-    + head, adapters + heads, the student inside a distillation method) through a computation that is
-    no single module's forward (feature look-up, frozen teachers, losses, the relational all-gather),
-    so that computation is the forward of this container. ``compute(idx) -> (losses, n)``.
-    """
-
-    def __init__(self, stage: str, modules: Mapping[str, nn.Module], compute: Compute) -> None:
-        super().__init__()
-        self.stage = stage
-        self.trained = nn.ModuleDict(dict(modules))
-        self.compute = compute
-
-    def forward(self, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
-        return self.compute(idx)
-
-
-def data_parallel(
-    ctx: FoldContext, stage: str, modules: Mapping[str, nn.Module], compute: Compute
-) -> Compute:
-    """The training step of ``stage`` for :func:`run_epoch`: ``compute`` itself in a single process,
-    under ``torchrun`` a DistributedDataParallel around a :class:`StageStep` of ``modules``.
-
-    DDP averages the parameter gradients over ranks; with the distillation core's all-gather, whose
-    backward sums over ranks (``mtpkdot.engine.distributed``), the update equals the single-process
-    update on the global batch. DDP's default buffer sync gives every rank rank 0's BatchNorm statistics
-    at every forward. Every trainable parameter takes part in every step, so ``find_unused_parameters``
-    (a graph walk per step) stays off; frozen parameters (``requires_grad=False``, e.g. the student's
-    T-Nets) are ignored by DDP. Checkpoints and evaluation use ``modules`` themselves, unwrapped.
-    """
-    if ctx.dist.world_size == 1:
-        return compute  # nothing wrapped: single-process results stay bit-identical
-    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    # DDP's default buffer sync (``broadcast_buffers``, ``forward_sync_buffers`` from torch 2.13) is on
-    return DistributedDataParallel(StageStep(stage, modules, compute), device_ids=device_ids)
-
-
-def _train_stage(
-    ctx: FoldContext,
-    stage: str,
-    modules: dict[str, nn.Module],
-    params: list[nn.Parameter],
-    tc: Any,
-    compute: Compute,
-    validate: Callable[[], dict[str, float]],
-    primary: str,
-    higher_is_better: bool = True,
-) -> Any:
-    """Train ``modules`` (their trainable ``params``) with the optimiser, batch size, epochs and patience
-    of config section ``tc``; ``compute(idx) -> (losses, n)`` is one step, ``validate()[primary]``
-    selects the epoch (:func:`fit`, which restores the selected weights)."""
-    opt = make_optimizer(params, tc)
-    scaler = _scaler(ctx)
-    step = data_parallel(ctx, stage, modules, compute)
-
-    def train_epoch(epoch: int) -> dict[str, float]:
-        for m in modules.values():
-            m.train()
-        res = run_epoch(
-            _train_batches(ctx, stage, epoch, tc.batch_size), step, opt, params, ctx.device, ctx.amp, scaler
-        )
-        return {f"train_{k}": v for k, v in res.items()}
-
-    return fit(
-        stage=stage,
-        stage_dir=ctx.stage_dir(stage),
-        modules=modules,
-        optimizer=opt,
-        train_epoch=train_epoch,
-        validate=validate,
-        primary=primary,
-        higher_is_better=higher_is_better,
-        epochs=tc.epochs,
-        patience=tc.patience,
-        section=ctx.section(stage),
-        scaler=scaler,
-        write=ctx.write,
-    )
+    return load_checkpoint(ctx.stage_dir(stage) / layout.BEST, ctx.section(stage))["modules"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,14 +106,10 @@ class Encoder(nn.Module):
             self.register_buffer("norm_std", norm.std.clone())
 
 
-def train_backbone(ctx: FoldContext, mod: str) -> None:
+def train_backbone(ctx: FoldContext, mod: str) -> Trainable:
     """Stage 1 (Sec. IV-B): one modality's backbone with a linear head on the task."""
     from mtpkdot.models import LinearHead
 
-    stage = f"backbone_{mod}"
-    if ctx.is_done(stage):
-        return
-    _stage_seed(ctx, stage)
     mc = ctx.cfg.data.modalities[mod]
     tc = mc.train
     backbone, norm = build_modality_backbone(ctx, mod)
@@ -275,17 +134,8 @@ def train_backbone(ctx: FoldContext, mod: str) -> None:
         preds = predict(forward, list(chunks_of(idx, tc.batch_size)), [model])
         return score(ctx, preds, idx)
 
-    res = _train_stage(
-        ctx,
-        stage,
-        {"model": model},
-        [p for p in model.parameters() if p.requires_grad],
-        tc,
-        compute,
-        lambda: evaluate(ctx.split["val"]),
-        ctx.task.primary_metric,
-    )
-    _finish(ctx, stage, evaluate, res.best_epoch)
+    params = [p for p in model.parameters() if p.requires_grad]
+    return Trainable({"model": model}, params, tc, compute, evaluate, ctx.task.primary_metric)
 
 
 def chunks_of(idx: np.ndarray, size: int) -> list[torch.Tensor]:
@@ -295,7 +145,7 @@ def chunks_of(idx: np.ndarray, size: int) -> list[torch.Tensor]:
 
 def load_backbone(ctx: FoldContext, mod: str) -> tuple[nn.Module, Normalizer]:
     """The fold's trained backbone of ``mod`` (best validation epoch) and its input normaliser."""
-    stage = f"backbone_{mod}"
+    stage = layout.backbone_stage(mod)
     backbone, norm = build_modality_backbone(ctx, mod, fit_norm=False)
     state = _best_modules(ctx, stage)["model"]
     backbone.load_state_dict(
@@ -309,11 +159,7 @@ def load_backbone(ctx: FoldContext, mod: str) -> tuple[nn.Module, Normalizer]:
 # feature cache
 def extract_features(ctx: FoldContext) -> None:
     """Features of every store sample from each frozen backbone (eval mode), keyed by checkpoint hash."""
-
-    stage = "features"
-    if ctx.is_done(stage):
-        return
-    d = ctx.stage_dir(stage)
+    d = ctx.stage_dir(layout.FEATURES)
     if ctx.write:
         meta: dict[str, str] = {}
         for mod in ctx.order:
@@ -334,24 +180,22 @@ def extract_features(ctx: FoldContext) -> None:
 
             feats = predict(forward, chunks(n, max(bs, 1)), [backbone]).numpy().astype(np.float32)
             atomic_write(d / f"{mod}.npy", lambda fh, feats=feats: np.save(fh, feats))
-            meta[mod] = file_hash(ctx.stage_dir(f"backbone_{mod}") / "best.pt")
+            meta[mod] = file_hash(ctx.stage_dir(layout.backbone_stage(mod)) / layout.BEST)
         ctx.write_json(d / "meta.json", {"backbone_checkpoints": meta})
-    ctx.mark_done(stage)
-    ctx.dist.barrier()
 
 
 def check_feature_cache(ctx: FoldContext) -> None:
     """The cache must come from the current backbone checkpoints (a retrained backbone invalidates it)."""
     import json
 
-    meta_path = ctx.stage_dir("features") / "meta.json"
+    meta_path = ctx.stage_dir(layout.FEATURES) / "meta.json"
     meta = json.loads(meta_path.read_text())["backbone_checkpoints"]
     for mod in ctx.order:
-        now = file_hash(ctx.stage_dir(f"backbone_{mod}") / "best.pt")
+        now = file_hash(ctx.stage_dir(layout.backbone_stage(mod)) / layout.BEST)
         if meta.get(mod) != now:
             raise RuntimeError(
                 f"{meta_path}: the feature cache of {mod!r} was computed with another backbone checkpoint; "
-                f"delete {ctx.stage_dir('features')} to recompute it"
+                f"delete {ctx.stage_dir(layout.FEATURES)} to recompute it"
             )
 
 
@@ -375,12 +219,8 @@ def _feats(ctx: FoldContext, mods: list[str], idx: torch.Tensor) -> list[torch.T
     return [ctx.features(m)[i] for m in mods]
 
 
-def train_teacher(ctx: FoldContext) -> None:
+def train_teacher(ctx: FoldContext) -> Trainable:
     """Stage 2: the fusion teacher on cached features of every modality (the upper bound)."""
-    stage = "teacher"
-    if ctx.is_done(stage):
-        return
-    _stage_seed(ctx, stage)
     fusion = build_teacher(ctx)
     y_all, mask_all = _labels(ctx)
 
@@ -394,22 +234,13 @@ def train_teacher(ctx: FoldContext) -> None:
         preds = predict(lambda b: fusion(_feats(ctx, ctx.order, b))[0], chunks_of(idx, EVAL_BATCH), [fusion])
         return score(ctx, preds, idx)
 
-    res = _train_stage(
-        ctx,
-        stage,
-        {"fusion": fusion},
-        list(fusion.parameters()),
-        ctx.cfg.teacher,
-        compute,
-        lambda: evaluate(ctx.split["val"]),
-        ctx.task.primary_metric,
-    )
-    _finish(ctx, stage, evaluate, res.best_epoch)
+    params = list(fusion.parameters())
+    return Trainable({"fusion": fusion}, params, ctx.cfg.teacher, compute, evaluate, ctx.task.primary_metric)
 
 
 def load_teacher(ctx: FoldContext) -> nn.Module:
     fusion = build_teacher(ctx)
-    fusion.load_state_dict(_best_modules(ctx, "teacher")["fusion"])
+    fusion.load_state_dict(_best_modules(ctx, layout.TEACHER)["fusion"])
     fusion.requires_grad_(False)
     return fusion.eval()
 
@@ -453,12 +284,8 @@ def _tnet_terms(ctx: FoldContext, tnets: nn.ModuleDict, idx: torch.Tensor) -> di
     return terms
 
 
-def train_tnet(ctx: FoldContext) -> None:
+def train_tnet(ctx: FoldContext) -> Trainable:
     """T-Net (Sec. IV-B, Table VII): MSE + cosine_weight * (1 - cos) to the privileged features."""
-    stage = "tnet"
-    if ctx.is_done(stage):
-        return
-    _stage_seed(ctx, stage)
     tnets = build_tnets(ctx)
     w = ctx.cfg.tnet.cosine_weight
 
@@ -473,18 +300,10 @@ def train_tnet(ctx: FoldContext) -> None:
         tnets.eval()
         return _mean_terms(idx, lambda b: _tnet_terms(ctx, tnets, b), total)
 
-    res = _train_stage(
-        ctx,
-        stage,
-        {"tnets": tnets},
-        list(tnets.parameters()),
-        ctx.cfg.tnet,
-        compute,
-        lambda: evaluate(ctx.split["val"]),
-        "loss",
-        higher_is_better=False,
+    params = list(tnets.parameters())
+    return Trainable(
+        {"tnets": tnets}, params, ctx.cfg.tnet, compute, evaluate, "loss", higher_is_better=False
     )
-    _finish(ctx, stage, evaluate, res.best_epoch)
 
 
 def load_tnets(ctx: FoldContext) -> nn.ModuleDict:
@@ -506,7 +325,7 @@ def build_adapters(ctx: FoldContext, joint_dim: int) -> tuple[nn.ModuleDict, nn.
     return adapters.to(ctx.device), heads.to(ctx.device)
 
 
-def train_adapters(ctx: FoldContext) -> None:
+def train_adapters(ctx: FoldContext) -> Trainable:
     """Alg. 1 / Eq. 1: adapter A_i aligns F_i to the detached F_joint of the frozen teacher.
 
     Each adapted feature also gets a linear head trained with the task loss (needed to rank the
@@ -515,10 +334,6 @@ def train_adapters(ctx: FoldContext) -> None:
     """
     from mtpkdot.distill import alignment_loss
 
-    stage = "adapters"
-    if ctx.is_done(stage):
-        return
-    _stage_seed(ctx, stage)
     teacher = load_teacher(ctx)
     adapters, heads = build_adapters(ctx, teacher.joint_dim)
     y_all, mask_all = _labels(ctx)
@@ -559,21 +374,20 @@ def train_adapters(ctx: FoldContext) -> None:
                 res[f"{k}_{m}"] = v
         return res
 
-    params = list(adapters.parameters()) + list(heads.parameters())
-    res = _train_stage(
-        ctx,
-        stage,
+    def after_fit() -> None:
+        if ctx.write:
+            _save_tsne(ctx, teacher, adapters)
+
+    return Trainable(
         {"adapters": adapters, "heads": heads},
-        params,
+        list(adapters.parameters()) + list(heads.parameters()),
         ctx.cfg.adapters,
         compute,
-        lambda: evaluate(ctx.split["val"]),
+        evaluate,
         "loss",
         higher_is_better=False,
+        after_fit=after_fit,
     )
-    if ctx.write:
-        _save_tsne(ctx, teacher, adapters)
-    _finish(ctx, stage, evaluate, res.best_epoch)
 
 
 def _save_tsne(ctx: FoldContext, teacher: nn.Module, adapters: nn.ModuleDict) -> None:
@@ -592,7 +406,7 @@ def _save_tsne(ctx: FoldContext, teacher: nn.Module, adapters: nn.ModuleDict) ->
     if labels.ndim > 1:  # regression: the mean valence of each sample, for colouring
         labels = np.nanmean(labels.reshape(len(idx), -1, labels.shape[-1])[..., 0], axis=1)
     arrays["labels"] = labels
-    atomic_save_npz(ctx.stage_dir("adapters") / "tsne.npz", **arrays)
+    atomic_save_npz(ctx.stage_dir(layout.ADAPTERS) / "tsne.npz", **arrays)
 
 
 def _flat(x: torch.Tensor) -> np.ndarray:
@@ -607,7 +421,7 @@ def load_pool(ctx: FoldContext) -> Any:
 
     teacher = load_teacher(ctx)
     adapters, heads = build_adapters(ctx, teacher.joint_dim)
-    state = _best_modules(ctx, "adapters")
+    state = _best_modules(ctx, layout.ADAPTERS)
     adapters.load_state_dict(state["adapters"])
     heads.load_state_dict(state["heads"])
     return TeacherPool(teacher, dict(adapters.items()), dict(heads.items()), ctx.order)
@@ -639,14 +453,11 @@ def _similarity(x: torch.Tensor) -> np.ndarray:
     return similarity_matrix(x).detach().cpu().numpy()
 
 
-def train_student(ctx: FoldContext, method_name: str) -> None:
+def train_student(ctx: FoldContext, method_name: str) -> Trainable:
     """Stage 4: a student (prevalent modality + frozen T-Nets + fresh fusion) distilled by one method."""
     from mtpkdot.registry import METHODS
 
-    stage = f"student_{method_name}"
-    if ctx.is_done(stage):
-        return
-    _stage_seed(ctx, stage)
+    stage = layout.student_stage(method_name)
     sc = ctx.cfg.student
     finetune = sc.finetune_backbone
     pool = load_pool(ctx)
@@ -682,22 +493,10 @@ def train_student(ctx: FoldContext, method_name: str) -> None:
             selections[name] = selections.get(name, 0) + int(count)
         return losses, len(idx)
 
-    params = [p for p in method.trainable_parameters() if p.requires_grad]
-    opt = make_optimizer(params, sc)
-    scaler = _scaler(ctx)
     bs_eval = sc.batch_size if finetune else EVAL_BATCH
-    # DDP wraps the student (what the optimiser trains); Method.forward_train runs inside its forward
-    step = data_parallel(ctx, stage, {"student": student}, compute)
 
-    def train_epoch(epoch: int) -> dict[str, float]:
-        selections.clear()
-        method.train()
-        res = run_epoch(
-            _train_batches(ctx, stage, epoch, sc.batch_size), step, opt, params, ctx.device, ctx.amp, scaler
-        )
-        row = {f"train_{k}": v for k, v in res.items()}
-        row.update({f"sel_{k}": float(v) for k, v in selections.items()})
-        return row
+    def sel_stats() -> dict[str, float]:
+        return {f"sel_{k}": float(v) for k, v in selections.items()}
 
     def evaluate(idx: np.ndarray) -> dict[str, float]:
         preds = predict(
@@ -733,52 +532,26 @@ def train_student(ctx: FoldContext, method_name: str) -> None:
             if e == epoch:
                 snapshot(key)
 
-    res = fit(
-        stage=stage,
-        stage_dir=ctx.stage_dir(stage),
-        modules={"student": student},
-        optimizer=opt,
-        train_epoch=train_epoch,
-        validate=lambda: evaluate(ctx.split["val"]),
-        primary=ctx.task.primary_metric,
-        epochs=epochs,
-        patience=sc.patience,
-        section=ctx.section(stage),
-        scaler=scaler,
+    def after_fit() -> None:
+        if sc.snapshots and ctx.write and snapshots:
+            if "student_100" not in snapshots:  # stopped early: the selected model ends training
+                snapshot("student_100")
+            atomic_save_npz(ctx.stage_dir(stage) / "snapshots.npz", **snapshots)
+
+    return Trainable(
+        {"student": student},
+        [p for p in method.trainable_parameters() if p.requires_grad],
+        sc,
+        compute,
+        evaluate,
+        ctx.task.primary_metric,
+        # DDP wraps the student (what the optimiser trains); Method.forward_train runs inside its forward
+        ddp_modules={"student": student},
+        train_modules=[method],
+        epoch_start=selections.clear,
+        epoch_stats=sel_stats,
         extra=snapshots,
         on_start=lambda: snapshot("student_0"),
         on_epoch_end=on_epoch_end,
-        write=ctx.write,
-    )
-    if sc.snapshots and ctx.write and snapshots:
-        if "student_100" not in snapshots:  # stopped early: the selected model ends training
-            snapshot("student_100")
-        atomic_save_npz(ctx.stage_dir(stage) / "snapshots.npz", **snapshots)
-    _finish(ctx, stage, evaluate, res.best_epoch)
-
-
-def run_fold(ctx: FoldContext, methods: list[str], progress: Callable[[str], None] | None = None) -> None:
-    """Every stage of one fold, in order; finished stages are skipped."""
-
-    def step(name: str, fn: Callable[[], None]) -> None:
-        fn()
-        if progress is not None:
-            progress(name)
-
-    for mod in ctx.order:
-        step(f"backbone_{mod}", lambda mod=mod: train_backbone(ctx, mod))
-    step("features", lambda: extract_features(ctx))
-    check_feature_cache(ctx)
-    step("teacher", lambda: train_teacher(ctx))
-    step("tnet", lambda: train_tnet(ctx))
-    step("adapters", lambda: train_adapters(ctx))
-    for m in methods:
-        step(f"student_{m}", lambda m=m: train_student(ctx, m))
-
-
-def stages_of(ctx_order: list[str], methods: list[str]) -> list[str]:
-    return (
-        [f"backbone_{m}" for m in ctx_order]
-        + ["features", "teacher", "tnet", "adapters"]
-        + [f"student_{m}" for m in methods]
+        after_fit=after_fit,
     )

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mtpkdot import layout
 from mtpkdot.report.stats import PairedTest, min_reachable_p, paired_test
 
-METHOD_ORDER = ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot", "teacher"]
+METHOD_ORDER = layout.METHOD_ORDER
 METHOD_LABELS = {
     "none": "Lower bound (prevalent only, no distillation)",
     "cosine": "Cosine feature PKD (Aslam et al., CVPRw'23)",
@@ -293,3 +294,25 @@ def parse_mean_std(cell: str) -> tuple[float, float]:
     if not m:
         raise ValueError(f"not a 'mean {PM} std' cell: {cell!r}")
     return tuple(math.nan if v == "n/a" else float(v) for v in (m.group(1), m.group(2)))  # type: ignore[return-value]
+
+
+def format_table(summary: pd.DataFrame) -> str:
+    """Mean ± std over (seed, fold) per method, in the paper's order (lower bound first), as the
+    report's tables print them (``mtpkdot.report.tables``: one place for aggregation and format)."""
+    if summary.empty:
+        return "(no finished results)"
+    cols = metric_columns(summary)
+    agg = aggregate(summary).set_index(["method", "metric"])
+    header = ["method", "n"] + cols
+    lines = []
+    for m in ordered_methods(summary):
+        cells = [m, str(int(agg.loc[(m, cols[0]), "n"]))]
+        cells += [format_mean_std(agg.loc[(m, c), "mean"], agg.loc[(m, c), "std"], c) for c in cols]
+        lines.append(cells)
+    widths = [max(len(header[i]), *(len(r[i]) for r in lines)) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*r) for r in lines]
+    if "none" in set(summary["method"]):
+        out.append("none = prevalent modality only (lower bound); teacher = multimodal (upper bound)")
+    return "\n".join(out)

@@ -1,0 +1,194 @@
+"""The layout of a run directory, in one place (docs/internals.md, "Run directory").
+
+Every path of a run (config, folds, store, per-fold stage folders, test results, feature cache,
+summary, report, sweep files) is built here; the pipeline, the export bundle, the sweep, the report,
+the CLI and the tests ask this module instead of joining strings. Folds are numbered from 1 in the run
+directory (``fold1`` is the data side's fold 0).
+
+A run directory::
+
+    <run>/config.yaml  config.hash  folds.csv  store_meta.json  summary.csv
+    <run>/store/                       (unless data.store names another folder)
+    <run>/seed<s>/fold<k>/split.csv
+    <run>/seed<s>/fold<k>/<stage>/     config.yaml done metrics.csv best.pt last.pt test.json ...
+    <run>/report.md  report.html  results.csv  figures/
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+RUNS_ROOT = Path("runs")  # where `mtpkdot run/prepare` put a run when --out is not given
+
+# files of a stage folder
+STAGE_CONFIG = "config.yaml"
+DONE = "done"
+BEST = "best.pt"
+LAST = "last.pt"
+METRICS = "metrics.csv"
+TEST = "test.json"
+
+# stage folder names that the report and export read (the stage graph itself is mtpkdot.pipeline.graph)
+STUDENT_PREFIX = "student_"
+BACKBONE_PREFIX = "backbone_"
+TEACHER = "teacher"
+FEATURES = "features"
+ADAPTERS = "adapters"
+
+# the order of methods in summary.csv and every table: lower bound first, the paper's order, the teacher last
+METHOD_ORDER = ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot", "teacher"]
+
+# sweep folder
+SWEEP_PLAN = "sweep.json"
+SWEEP_CSV = "sweep.csv"
+SWEEP_REPORT = "sweep_report.md"
+
+_SEED = re.compile(r"seed(-?\d+)$")
+_FOLD = re.compile(r"fold(\d+)$")
+
+
+def default_run_dir(name: str) -> Path:
+    """``runs/<name>``: the run directory of a config when no --out is given."""
+    return RUNS_ROOT / name
+
+
+def store_dir(data_store: str | Path | None, run_dir: str | Path) -> Path:
+    """The store of a run: ``data.store`` when set, else ``<run dir>/store`` (same rule for prepare and run)."""
+    return Path(data_store) if data_store is not None else Path(run_dir) / "store"
+
+
+def student_stage(method: str) -> str:
+    return f"{STUDENT_PREFIX}{method}"
+
+
+def backbone_stage(modality: str) -> str:
+    return f"{BACKBONE_PREFIX}{modality}"
+
+
+def method_of(stage: str) -> str | None:
+    """The summary's method name of a stage with test results: ``teacher``, the student's method, or None."""
+    if stage == TEACHER:
+        return TEACHER
+    if stage.startswith(STUDENT_PREFIX):
+        return stage[len(STUDENT_PREFIX) :]
+    return None
+
+
+@dataclass(frozen=True)
+class FoldDir:
+    """One ``seed<s>/fold<k>`` folder (``fold`` 1-based, as in the folder name)."""
+
+    seed: int
+    fold: int
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return f"seed {self.seed}, fold {self.fold}"
+
+    def stage(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def split_csv(self) -> Path:
+        return self.path / "split.csv"
+
+
+class RunLayout:
+    """Every path of one run directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunLayout({str(self.root)!r})"
+
+    # ---- run-level files ---------------------------------------------------------------------
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def config_hash(self) -> Path:
+        return self.root / "config.hash"
+
+    @property
+    def folds_csv(self) -> Path:
+        return self.root / "folds.csv"
+
+    @property
+    def store_meta(self) -> Path:
+        """A copy of the store's meta.json, so ``export`` works after the store is deleted."""
+        return self.root / "store_meta.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.csv"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.csv"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    def store(self, data_store: str | Path | None) -> Path:
+        return store_dir(data_store, self.root)
+
+    # ---- folds and stages --------------------------------------------------------------------
+    def fold(self, seed: int, fold: int) -> FoldDir:
+        return FoldDir(int(seed), int(fold), self.root / f"seed{int(seed)}" / f"fold{int(fold)}")
+
+    def stage_dir(self, seed: int, fold: int, stage: str) -> Path:
+        return self.fold(seed, fold).stage(stage)
+
+    def fold_dirs(self) -> list[FoldDir]:
+        """Every existing ``seed<s>/fold<k>`` folder, sorted by (seed, fold)."""
+        out = []
+        for sd in self.root.glob("seed*"):
+            ms = _SEED.match(sd.name)
+            if not (ms and sd.is_dir()):
+                continue
+            for fd in sd.glob("fold*"):
+                mf = _FOLD.match(fd.name)
+                if mf and fd.is_dir():
+                    out.append(FoldDir(int(ms.group(1)), int(mf.group(1)), fd))
+        return sorted(out, key=lambda f: (f.seed, f.fold))
+
+    def seeds_with_fold(self, fold: int) -> list[int]:
+        return sorted({f.seed for f in self.fold_dirs() if f.fold == fold})
+
+    def stage_dirs(self) -> list[Path]:
+        """Every stage folder of every fold, sorted."""
+        return sorted(p for f in self.fold_dirs() for p in f.path.iterdir() if p.is_dir())
+
+    def test_jsons(self, stage: str = "*") -> list[Path]:
+        """``test.json`` of every fold's ``stage`` (a glob pattern), sorted."""
+        return sorted(p for f in self.fold_dirs() for p in f.path.glob(f"{stage}/{TEST}"))
+
+    # ---- sweeps ------------------------------------------------------------------------------
+    @property
+    def sweep_plan(self) -> Path:
+        return self.root / SWEEP_PLAN
+
+    @property
+    def sweep_csv(self) -> Path:
+        return self.root / SWEEP_CSV
+
+    @property
+    def sweep_report_md(self) -> Path:
+        return self.root / SWEEP_REPORT
+
+    def sweep_point(self, name: str) -> RunLayout:
+        return RunLayout(self.root / name)

@@ -1,0 +1,234 @@
+"""The stage graph of one fold, declared once (DESIGN sections 3-4; docs/internals.md, "Stages").
+
+Each :class:`Stage` names the stages it reads from, the config sections that invalidate it and how it
+runs. Everything else derives from :data:`STAGES`: the order of :func:`run_fold`, the stage list of
+the progress bar (:func:`stage_names`), each stage's config section and hash (:func:`section`, which
+``done`` markers and checkpoints are checked against, so resume follows from it), and which finished
+stages a sweep may share between grid points (:func:`shareable`).
+
+backbone_<mod> -> features (cache) -> teacher -> tnet -> adapters -> student_<method> (one per method)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mtpkdot import layout
+from mtpkdot.engine.checkpoint import config_hash
+from mtpkdot.pipeline import stages as S
+from mtpkdot.pipeline.context import FoldContext, plain
+from mtpkdot.pipeline.runner import Trainable, run_computed_stage, run_trained_stage
+
+PER_FOLD, PER_MODALITY, PER_METHOD = "fold", "modality", "method"
+
+
+@dataclass(frozen=True)
+class Read:
+    """An upstream stage a stage builds on; ``when(cfg)`` false leaves it out of the section."""
+
+    stage: str
+    when: Callable[[Any], bool] | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a fold.
+
+    ``per``: one instance per fold, per used modality (``<name>_<mod>``) or per method
+    (``<name>_<method>``). ``reads``: section key -> upstream stage (its hash enters this stage's
+    section; a per-modality upstream gives one hash per modality). ``sections``: the top-level config
+    sections :attr:`settings` reads; with the reads they decide what invalidates the stage.
+    ``settings(ctx, instance)``: this stage's own part of its config section. Exactly one of
+    ``train(ctx, instance) -> Trainable`` (run by the shared runner) or ``compute(ctx)`` (a stage that
+    trains nothing); ``check(ctx)`` runs after the stage, done or not.
+    """
+
+    name: str
+    per: str
+    reads: Mapping[str, str | Read]
+    sections: tuple[str, ...]
+    settings: Callable[[FoldContext, str | None], dict[str, Any]]
+    train: Callable[[FoldContext, str | None], Trainable] | None = None
+    compute: Callable[[FoldContext], None] | None = None
+    check: Callable[[FoldContext], None] | None = None
+    tested: bool = field(default=False)  # writes test.json (a row of summary.csv)
+
+    def instance_name(self, instance: str | None) -> str:
+        return self.name if instance is None else f"{self.name}_{instance}"
+
+    def instances(self, modalities: Sequence[str], methods: Sequence[str]) -> list[str | None]:
+        if self.per == PER_MODALITY:
+            return list(modalities)
+        if self.per == PER_METHOD:
+            return list(methods)
+        return [None]
+
+
+def _dump(section: Any) -> dict[str, Any]:
+    return section.model_dump(mode="json")
+
+
+def _backbone_settings(ctx: FoldContext, mod: str | None) -> dict[str, Any]:
+    return {"base": config_hash(ctx.base_section()), "modality": _dump(ctx.cfg.data.modalities[mod])}
+
+
+def _student_settings(ctx: FoldContext, method: str | None) -> dict[str, Any]:
+    student = _dump(ctx.cfg.student)
+    student.pop("methods")  # adding a method to a run must not invalidate the others
+    return {"method": method, "student": student, "distill": _dump(ctx.cfg.distill)}
+
+
+def _finetunes(cfg: Any) -> bool:
+    return bool(cfg.student.finetune_backbone)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        "backbone",
+        PER_MODALITY,
+        reads={},
+        sections=("data", "protocol"),
+        settings=_backbone_settings,
+        train=S.train_backbone,
+    ),
+    Stage(
+        layout.FEATURES,
+        PER_FOLD,
+        reads={"backbones": "backbone"},
+        sections=(),
+        settings=lambda ctx, _: {},
+        compute=S.extract_features,
+        check=S.check_feature_cache,
+    ),
+    Stage(
+        layout.TEACHER,
+        PER_FOLD,
+        reads={"features": layout.FEATURES},
+        sections=("teacher",),
+        settings=lambda ctx, _: {"teacher": _dump(ctx.cfg.teacher)},
+        train=lambda ctx, _: S.train_teacher(ctx),
+        tested=True,
+    ),
+    Stage(
+        "tnet",
+        PER_FOLD,
+        reads={"features": layout.FEATURES},
+        sections=("tnet",),
+        settings=lambda ctx, _: {"tnet": _dump(ctx.cfg.tnet)},
+        train=lambda ctx, _: S.train_tnet(ctx),
+    ),
+    Stage(
+        layout.ADAPTERS,
+        PER_FOLD,
+        reads={"teacher": layout.TEACHER},
+        sections=("adapters",),
+        settings=lambda ctx, _: {"adapters": _dump(ctx.cfg.adapters)},
+        train=lambda ctx, _: S.train_adapters(ctx),
+    ),
+    Stage(
+        "student",
+        PER_METHOD,
+        # the student learns from the adapted teachers and uses the T-Nets; fine-tuning starts
+        # from the stage-1 backbones
+        reads={"teacher": layout.ADAPTERS, "tnet": "tnet", "backbones": Read(layout.FEATURES, _finetunes)},
+        sections=("student", "distill"),
+        settings=_student_settings,
+        train=S.train_student,
+        tested=True,
+    ),
+)
+BY_NAME = {s.name: s for s in STAGES}
+
+
+def find(stage: str) -> tuple[Stage, str | None]:
+    """The declaration and instance of a stage folder name (``student_mtpkdot`` -> student, mtpkdot)."""
+    if stage in BY_NAME and BY_NAME[stage].per == PER_FOLD:
+        return BY_NAME[stage], None
+    for s in STAGES:
+        if s.per != PER_FOLD and stage.startswith(s.name + "_"):
+            return s, stage[len(s.name) + 1 :]
+    raise KeyError(f"unknown stage {stage!r}")
+
+
+def _read(r: str | Read) -> Read:
+    return r if isinstance(r, Read) else Read(r)
+
+
+def section(ctx: FoldContext, stage: str) -> dict[str, Any]:
+    """The config section ``stage`` depends on: its own settings plus the hash of each stage it reads."""
+    spec, instance = find(stage)
+    sec = dict(spec.settings(ctx, instance))
+    for key, r in spec.reads.items():
+        r = _read(r)
+        if r.when is not None and not r.when(ctx.cfg):
+            continue
+        up = BY_NAME[r.stage]
+        if up.per == PER_MODALITY:
+            sec[key] = {m: config_hash(section(ctx, up.instance_name(m))) for m in ctx.order}
+        elif up.per == PER_FOLD:
+            sec[key] = config_hash(section(ctx, up.name))
+        else:
+            raise ValueError(f"stage {spec.name!r} cannot read the per-method stage {up.name!r}")
+    return plain(sec)
+
+
+def stage_names(modalities: Sequence[str], methods: Sequence[str]) -> list[str]:
+    """Every stage folder of one fold, in run order."""
+    return [s.instance_name(i) for s in STAGES for i in s.instances(modalities, methods)]
+
+
+def run_stage(ctx: FoldContext, spec: Stage, instance: str | None) -> None:
+    name = spec.instance_name(instance)
+    if spec.train is not None:
+        train = spec.train
+        run_trained_stage(ctx, name, lambda: train(ctx, instance))
+    elif spec.compute is not None:
+        compute = spec.compute
+        run_computed_stage(ctx, name, lambda: compute(ctx))
+    if spec.check is not None:
+        spec.check(ctx)
+
+
+def run_fold(ctx: FoldContext, methods: list[str], progress: Callable[[str], None] | None = None) -> None:
+    """Every stage of one fold, in declaration order; finished stages are skipped."""
+    for spec in STAGES:
+        for instance in spec.instances(ctx.order, methods):
+            run_stage(ctx, spec, instance)
+            if progress is not None:
+                progress(spec.instance_name(instance))
+
+
+def upstream(name: str) -> set[str]:
+    """Every stage declaration ``name`` builds on, directly or not (conditional reads included)."""
+    out: set[str] = set()
+    todo = [_read(r).stage for r in BY_NAME[name].reads.values()]
+    while todo:
+        n = todo.pop()
+        if n not in out:
+            out.add(n)
+            todo += [_read(r).stage for r in BY_NAME[n].reads.values()]
+    return out
+
+
+def depends_on(name: str) -> set[str]:
+    """The top-level config sections that can invalidate stage declaration ``name``."""
+    return set(BY_NAME[name].sections).union(*(BY_NAME[u].sections for u in upstream(name)))
+
+
+def shareable(varied: Iterable[str]) -> set[str]:
+    """Stage declarations whose results do not depend on the varied top-level config sections.
+
+    Empty when a varied section is one no stage declares (``amp``, ``seeds`` ...): nothing is
+    known about it, so nothing is shared.
+    """
+    varied = set(varied)
+    known = set().union(*(s.sections for s in STAGES))
+    if not varied <= known:
+        return set()
+    return {s.name for s in STAGES if not depends_on(s.name) & varied}
+
+
+def tested_stages() -> list[Stage]:
+    return [s for s in STAGES if s.tested]
