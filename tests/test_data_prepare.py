@@ -266,7 +266,8 @@ def test_cli_synth_then_prepare(tmp_path: Path) -> None:
     )
     res = runner.invoke(app, ["prepare", str(cfg), "--out", str(tmp_path / "s")])
     assert res.exit_code == 0, res.output
-    assert "n=4" in res.output and Store(tmp_path / "s").array("video").shape == (4, 2, 8, 8, 3)
+    # --out is the run directory: the store is <run dir>/store, where `mtpkdot run --out` looks
+    assert "n=4" in res.output and Store(tmp_path / "s" / "store").array("video").shape == (4, 2, 8, 8, 3)
     res = runner.invoke(
         app, ["prepare", str(cfg), "--set", "data.root=nowhere", "--out", str(tmp_path / "s2")]
     )

@@ -223,7 +223,7 @@ def test_sweep_names_its_best_point_on_validation_not_test(tmp_path):
 
     import yaml
 
-    from mtpkdot.report.fake import make_fake_run
+    from fakerun import make_fake_run
     from mtpkdot.report.sweep import run_sweep
 
     cfg = {

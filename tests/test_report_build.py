@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fakerun import make_fake_run
+from mtpkdot.layout import RunLayout
 from mtpkdot.report import write_report
-from mtpkdot.report.fake import make_fake_run
 from mtpkdot.report.tables import DECIMALS, parse_markdown_tables, parse_mean_std
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -189,7 +190,7 @@ def test_report_refuses_a_folder_that_is_not_a_run(tmp_path):
 def test_single_result_per_method_has_undefined_std(tmp_path):
     path = make_fake_run(tmp_path / "one", seeds=(0,), folds=2, fold_dirs=False)
     summary = pd.read_csv(path / "summary.csv")
-    summary[summary["fold"] == 0].to_csv(path / "summary.csv", index=False)
+    summary[summary["fold"] == 1].to_csv(RunLayout(path).summary, index=False)
     write_report(path)
     md = (path / "report.md").read_text()
     rows = _table_with(md, "Description")

@@ -1,4 +1,5 @@
-"""Sweep grid parsing, planning (skips, shared store, methods) and the sweep report from fake point dirs."""
+"""Sweep grid parsing, planning (skips, shared store, methods), running and sharing (mtpkdot.pipeline.sweep)
+and the sweep report from fake point dirs (mtpkdot.report.sweep)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mtpkdot.report.fake import make_fake_run
-from mtpkdot.report.sweep import (
-    SweepError,
-    grid_points,
-    parse_grid,
-    plan_sweep,
-    run_sweep,
-    write_sweep_report,
-)
+from fakerun import make_fake_run
+from mtpkdot.pipeline.sweep import grid_points, parse_grid, plan_sweep, run_sweep, share_upstream
+from mtpkdot.report.sweep import write_sweep_report
 from mtpkdot.report.tables import parse_markdown_tables, parse_mean_std
+from mtpkdot.sweep_plan import SweepError
 
 
 @pytest.fixture
@@ -138,13 +134,14 @@ def fake_runner(calls):
 @pytest.fixture
 def sweep_dir(base_config, tmp_path):
     calls: list[str] = []
-    md = run_sweep(
+    out = run_sweep(
         base_config,
         ["batch_size=16,32,64", "anchors=10,20", "centroid=none,similarity"],
         out=tmp_path / "sw",
         runner=fake_runner(calls),
     )
-    return md.parent, calls
+    write_sweep_report(out)
+    return out, calls
 
 
 def test_sweep_runs_points_records_skips_and_failures(sweep_dir):
@@ -259,8 +256,6 @@ def test_sweep_report_without_results(tmp_path, base_config):
 
 
 def test_share_upstream_links_only_finished_teacher_side_stages(tmp_path):
-    from mtpkdot.report.sweep import share_upstream
-
     src, dst = tmp_path / "a", tmp_path / "b"
     for stage, done in [
         ("backbone_video", True),
@@ -282,3 +277,21 @@ def test_share_upstream_links_only_finished_teacher_side_stages(tmp_path):
     b = dst / "seed0" / "fold1" / "teacher" / "best.pt"
     assert a.stat().st_ino == b.stat().st_ino
     assert share_upstream(src, dst) == 0  # existing stages are left alone
+
+
+def test_share_upstream_follows_the_stage_graph(tmp_path):
+    """A grid over teacher settings shares what the teacher does not feed (backbones, features, T-Net);
+    a grid over a section no stage declares shares nothing."""
+    src = tmp_path / "a"
+    for stage in ["backbone_video", "features", "teacher", "tnet", "adapters", "student_none"]:
+        d = src / "seed0" / "fold1" / stage
+        d.mkdir(parents=True)
+        (d / "done").write_text("h\n")
+    assert share_upstream(src, tmp_path / "b", ["teacher"]) == 3
+    assert sorted(p.name for p in (tmp_path / "b" / "seed0" / "fold1").iterdir()) == [
+        "backbone_video",
+        "features",
+        "tnet",
+    ]
+    assert share_upstream(src, tmp_path / "c", ["amp"]) == 0
+    assert share_upstream(src, tmp_path / "d", ["data"]) == 0

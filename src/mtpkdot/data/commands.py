@@ -126,7 +126,12 @@ def prepare_cmd(
     set_: list[str] = typer.Option(
         None, "--set", help="dotted override, e.g. data.root=/data/biovid (repeatable)"
     ),
-    out: Path = typer.Option(None, "--out", help="store folder (default: data.store or runs/<name>/store)"),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        help="run directory, as for `mtpkdot run --out` (default: runs/<name>); the store goes to "
+        "<run dir>/store unless data.store is set",
+    ),
     workers: int = typer.Option(None, "--workers", help="parallel processes (default: data.workers)"),
     strict: bool = typer.Option(
         False, "--strict", help="stop at the first bad sample instead of skipping it"
@@ -136,10 +141,13 @@ def prepare_cmd(
     from mtpkdot.cli import user_errors
     from mtpkdot.config import load_config
     from mtpkdot.data.prepare import prepare
+    from mtpkdot.layout import default_run_dir, store_dir
 
     with user_errors(code=1):  # ConfigError and SampleError are ValueErrors
         cfg = load_config(config, set_ or [])
-        store = prepare(cfg, store_dir=out, workers=workers, strict=strict)
+        # the store `mtpkdot run` with the same --out (or none) will open: one rule, mtpkdot.layout
+        where = store_dir(cfg.data.store, out or default_run_dir(cfg.name))
+        store = prepare(cfg, store_dir=where, workers=workers, strict=strict)
     typer.echo(repr(store))
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mtpkdot import layout
 from mtpkdot.atomic import atomic_write_text
 from mtpkdot.engine.checkpoint import load_checkpoint, save_checkpoint
 from mtpkdot.engine.distributed import all_reduce_sum, is_distributed
@@ -203,7 +204,7 @@ def fit(
     from tqdm.auto import tqdm
 
     stage_dir = Path(stage_dir)
-    last_path, best_path = stage_dir / "last.pt", stage_dir / "best.pt"
+    last_path, best_path = stage_dir / layout.LAST, stage_dir / layout.BEST
     extra = extra if extra is not None else {}
     history: list[dict[str, float]] = []
     best_score, best_epoch, bad_epochs, start = -math.inf, 0, 0, 1
@@ -272,7 +273,7 @@ def fit(
                 },
                 section,
             )
-            _write_metrics(stage_dir / "metrics.csv", history)
+            _write_metrics(stage_dir / layout.METRICS, history)
         bar.update(1)
         bar.set_postfix({primary: f"{float(metrics[primary]):.4g}"})
         if os.environ.get(INTERRUPT_ENV, "") == f"{stage}:{epoch}":

@@ -1,10 +1,21 @@
-"""CLI commands of the pipeline: run, demo, evaluate, export, predict (heavy imports inside each command)."""
+"""CLI commands of the pipeline: run, demo, evaluate, export, predict, sweep (heavy imports inside each command)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from mtpkdot.layout import RunLayout, default_run_dir
+
+log = logging.getLogger(__name__)
+
+
+def log_to_stderr() -> None:
+    """Show the library's ``logging`` messages (INFO and up) on stderr, once, as ``mtpkdot: ...``."""
+    logging.basicConfig(level=logging.INFO, format="mtpkdot: %(message)s")
 
 
 def _split_ints(text: str | None, what: str) -> list[int] | None:
@@ -55,7 +66,7 @@ def register(app: typer.Typer) -> None:
             cfg = load_config(config, set_)
         except ConfigError as exc:
             raise typer.BadParameter(str(exc)) from None
-        run_dir = out or Path("runs") / cfg.name
+        run_dir = out or default_run_dir(cfg.name)
         _run_and_report(cfg, run_dir, folds, methods, seeds, device, amp)
 
     @app.command("demo")
@@ -86,7 +97,7 @@ def register(app: typer.Typer) -> None:
         from mtpkdot.report.tables import format_table
 
         summary = collect_summary(run_dir)
-        atomic_write_csv(summary, run_dir / "summary.csv")
+        atomic_write_csv(summary, RunLayout(run_dir).summary)
         typer.echo(format_table(summary))
 
     @app.command("export")
@@ -127,9 +138,59 @@ def register(app: typer.Typer) -> None:
         for row in rows:
             typer.echo(json.dumps(row))
 
+    @app.command("sweep")
+    def sweep_cmd(
+        config: Path = typer.Argument(..., help="base experiment config (YAML)"),
+        grid: list[str] = typer.Option(
+            ...,
+            "--grid",
+            help="key=v1,v2,...; repeatable. batch_size -> student.batch_size, anchors -> distill.k, "
+            "centroid -> distill.centroid; any other dotted config key as is. Values are read as YAML.",
+        ),
+        out: Path | None = typer.Option(None, "--out", help="sweep folder (default runs/<name>_sweep)"),
+        overrides: list[str] = typer.Option(
+            [], "--set", help="dotted override applied to every point, e.g. --set student.epochs=5"
+        ),
+        methods: str | None = typer.Option(
+            None, "--methods", help="comma-separated student methods per point (default: none,mtpkdot)"
+        ),
+        dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the points, run nothing"),
+    ) -> None:
+        """Run a grid of experiments (one run dir per point, resumable) and write the sweep report
+        (Fig. 7: metric vs batch size x anchors; Table VI when centroid is on the grid)."""
+        from mtpkdot.config import ConfigError
+        from mtpkdot.pipeline.sweep import parse_grid, plan_sweep, run_sweep
+        from mtpkdot.report.sweep import write_sweep_report
+        from mtpkdot.sweep_plan import SweepError, read_plan
+
+        log_to_stderr()
+        method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+        try:
+            if dry_run:
+                out_dir, plan = plan_sweep(config, parse_grid(grid), overrides, method_list, out)
+                for point, _ in plan:
+                    flag = f"  SKIP ({point.reason})" if point.status == "skipped" else ""
+                    typer.echo(f"{out_dir / point.name}{flag}")
+                return
+            out_dir = run_sweep(
+                config, grid, out=out, overrides=overrides, methods=method_list, runner=_run_point
+            )
+        except (SweepError, ConfigError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        path = write_sweep_report(out_dir)
+        _, points, _, _ = read_plan(out_dir)
+        failed = [p.name for p in points if p.status == "failed"]
+        typer.echo(f"wrote {path}")
+        if failed:
+            typer.echo(f"failed points (rerun the same command to resume): {', '.join(failed)}", err=True)
+            raise typer.Exit(1)
+
 
 def _run_and_report(cfg, run_dir: Path, folds, methods, seeds, device, amp) -> None:  # noqa: ANN001
     from mtpkdot.cli import user_errors
+
+    log_to_stderr()
     from mtpkdot.pipeline.experiment import run_experiment
     from mtpkdot.report.tables import format_table
 
@@ -155,7 +216,20 @@ def _run_and_report(cfg, run_dir: Path, folds, methods, seeds, device, amp) -> N
     if write_report is not None:
         report = write_report(run_dir)
     typer.echo(format_table(summary))
-    typer.echo(f"\nresults: {run_dir / 'summary.csv'}")
+    typer.echo(f"\nresults: {RunLayout(run_dir).summary}")
     if report is not None:
         typer.echo(f"report:  {report}")
     typer.echo(f"run dir: {run_dir}  (per fold and stage: seed<s>/fold<k>/<stage>/metrics.csv, test.json)")
+
+
+def _run_point(cfg: Any, out_dir: Path) -> Any:
+    """One sweep point: the experiment (resumes finished stages), then the point's own report."""
+    from mtpkdot.pipeline.experiment import run_experiment
+    from mtpkdot.report.build import write_report
+
+    summary = run_experiment(cfg, out_dir)
+    try:
+        write_report(out_dir)
+    except Exception:  # the sweep report does not need the point's report; keep the results
+        log.exception("report of sweep point %s failed", out_dir)
+    return summary

@@ -1,4 +1,5 @@
 """Reports of a run directory: the paper's tables (with paired tests), Figs. 4-7, training curves, sweeps.
+The report reads run directories; it never runs anything (sweeps run in ``mtpkdot.pipeline.sweep``).
 
 ``write_report(run_dir)`` is called at the end of ``mtpkdot run`` / ``demo`` and by ``mtpkdot report``.
 Heavy imports (pandas, matplotlib, scikit-learn) happen on first use, so importing this package is cheap.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["write_report", "write_sweep_report", "run_sweep"]
+__all__ = ["write_report", "write_sweep_report"]
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -23,10 +24,3 @@ def write_sweep_report(out_dir: str | Path) -> Path:
     from mtpkdot.report.sweep import write_sweep_report as _write
 
     return _write(out_dir)
-
-
-def run_sweep(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - thin lazy wrapper, see sweep.run_sweep
-    """Run a grid of experiments (see :func:`mtpkdot.report.sweep.run_sweep`)."""
-    from mtpkdot.report.sweep import run_sweep as _run
-
-    return _run(*args, **kwargs)

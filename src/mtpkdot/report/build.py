@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtpkdot import layout
 from mtpkdot.atomic import atomic_write_csv, atomic_write_text
 from mtpkdot.report import figures as F
 from mtpkdot.report.document import Block, Figure, Heading, Note, Table, Text, render_markdown
@@ -49,7 +50,7 @@ def _get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
 
 
 def _subject_check(run: RunDir) -> str:
-    p = run.path / "folds.csv"
+    p = run.layout.folds_csv
     if not p.is_file():
         return "folds.csv not found, subject-wise split not checked"
     try:
@@ -147,16 +148,17 @@ def _fig4(run: RunDir, out: Path) -> list[Block]:
     blocks: list[Block] = [Heading("Fig. 4: similarity matrices during student training", 3)]
     rows, where = {}, []
     for method, label in FIG4_METHODS:
-        fd = run.first_with(f"student_{method}/snapshots.npz")
+        stage = layout.student_stage(method)
+        fd = run.first_with(f"{stage}/snapshots.npz")
         if fd is None:
             if method == "mtpkdot":
-                blocks.append(Note(f"no student_{method}/snapshots.npz in any fold: {label} row skipped"))
+                blocks.append(Note(f"no {stage}/snapshots.npz in any fold: {label} row skipped"))
             continue
         try:
-            with np.load(fd.path / f"student_{method}" / "snapshots.npz") as z:
+            with np.load(fd.stage(stage) / "snapshots.npz") as z:
                 rows[label] = {k: z[k] for k in z.files}
         except (OSError, ValueError) as exc:
-            blocks.append(Note(f"{fd.path}/student_{method}/snapshots.npz unreadable ({exc})"))
+            blocks.append(Note(f"{fd.stage(stage)}/snapshots.npz unreadable ({exc})"))
             continue
         where.append(f"{label}: {fd.label}")
     if not rows:
@@ -175,15 +177,18 @@ def _fig4(run: RunDir, out: Path) -> list[Block]:
 
 def _fig5(run: RunDir, out: Path) -> list[Block]:
     blocks: list[Block] = [Heading("Fig. 5: teacher representations before and after alignment", 3)]
-    fd = run.first_with("adapters/tsne.npz")
+    fd = run.first_with(f"{layout.ADAPTERS}/tsne.npz")
     if fd is None:
-        return [*blocks, Note("no adapters/tsne.npz in any fold: Fig. 5 skipped")]
+        return [*blocks, Note(f"no {layout.ADAPTERS}/tsne.npz in any fold: Fig. 5 skipped")]
     try:
-        with np.load(fd.path / "adapters" / "tsne.npz") as z:
+        with np.load(fd.stage(layout.ADAPTERS) / "tsne.npz") as z:
             data = {k: z[k] for k in z.files}
         path, notes = F.teacher_tsne(data, out / "fig5_tsne.png")
     except (OSError, ValueError) as exc:
-        return [*blocks, Note(f"{fd.path}/adapters/tsne.npz could not be drawn ({exc}): Fig. 5 skipped")]
+        return [
+            *blocks,
+            Note(f"{fd.stage(layout.ADAPTERS)}/tsne.npz could not be drawn ({exc}): Fig. 5 skipped"),
+        ]
     blocks.append(
         Figure(
             path,
@@ -200,10 +205,11 @@ def _fig5(run: RunDir, out: Path) -> list[Block]:
 def selection_counts(run: RunDir) -> pd.DataFrame:
     """Batches per selected teacher, summed over epochs, one row per (seed, fold) of MT-PKDOT."""
     rows, labels = [], []
-    fds = [fd for fd in run.fold_dirs() if (fd.path / "student_mtpkdot" / "metrics.csv").is_file()]
+    mt = layout.student_stage("mtpkdot")
+    fds = [fd for fd in run.fold_dirs() if (fd.stage(mt) / layout.METRICS).is_file()]
     several_seeds = len({fd.seed for fd in fds}) > 1
     for fd in fds:
-        df = pd.read_csv(fd.path / "student_mtpkdot" / "metrics.csv")
+        df = pd.read_csv(fd.stage(mt) / layout.METRICS)
         sel = [c for c in df.columns if c.startswith("sel_")]
         if not sel:
             continue
@@ -258,7 +264,7 @@ def _stage_groups(names: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def _student_order(names: list[str]) -> list[str]:
-    order = {f"student_{m}": i for i, m in enumerate(METHOD_LABELS)}
+    order = {layout.student_stage(m): i for i, m in enumerate(METHOD_LABELS)}
     return sorted(names, key=lambda n: (order.get(n, len(order)), n))
 
 
@@ -274,7 +280,7 @@ def _curves(run: RunDir, out: Path) -> list[Block]:
         frames = {}
         for m in members:
             try:
-                frames[m] = pd.read_csv(fd.path / m / "metrics.csv")
+                frames[m] = pd.read_csv(fd.stage(m) / layout.METRICS)
             except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
                 blocks.append(Note(f"{fd.path}/{m}/metrics.csv unreadable ({exc})"))
         frames = {k: v for k, v in frames.items() if not v.empty}
@@ -328,7 +334,7 @@ def write_report(run_dir: str | Path) -> Path:
     ``summary.csv``, ``seed<s>/fold<k>``) raises a ValueError and nothing is written.
     """
     run = RunDir(run_dir)
-    if not (run.summary_path.is_file() or (run.path / "config.yaml").is_file() or run.fold_dirs()):
+    if not (run.summary_path.is_file() or run.layout.config.is_file() or run.fold_dirs()):
         raise ValueError(
             f"{run.path} is not a run directory: it holds no config.yaml, summary.csv or seed<s>/fold<k> "
             "folders (give the folder that `mtpkdot run` wrote, e.g. runs/<name>)"
@@ -337,9 +343,9 @@ def write_report(run_dir: str | Path) -> Path:
     if summary is not None and not summary.empty:
         agg = aggregate(summary)
         agg["method"] = pd.Categorical(agg["method"], ordered_methods(summary), ordered=True)
-        atomic_write_csv(agg.sort_values(["method"], kind="stable"), run.path / "results.csv")
-    md = run.path / "report.md"
+        atomic_write_csv(agg.sort_values(["method"], kind="stable"), run.layout.results)
+    md = run.layout.report_md
     atomic_write_text(md, render_markdown(blocks, run.path))
     title = blocks[0].text if isinstance(blocks[0], Heading) else "report"
-    atomic_write_text(run.path / "report.html", render_html(blocks, title))
+    atomic_write_text(run.layout.report_html, render_html(blocks, title))
     return md

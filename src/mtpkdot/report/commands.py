@@ -1,4 +1,4 @@
-"""CLI commands of the report concern: ``mtpkdot report RUN_DIR`` and ``mtpkdot sweep CONFIG --grid ...``."""
+"""CLI command of the report concern: ``mtpkdot report RUN_DIR`` (a run or a sweep folder)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ def register(app: typer.Typer) -> None:
         Given a sweep folder (it holds sweep.json), write sweep.csv and sweep_report.md/.html instead.
         """
         from mtpkdot.cli import user_errors
+        from mtpkdot.layout import RunLayout
 
         if not run_dir.is_dir():
             raise typer.BadParameter(f"{run_dir} is not a directory", param_hint="RUN_DIR")
         with user_errors():
-            if (run_dir / "sweep.json").is_file():
+            if RunLayout(run_dir).sweep_plan.is_file():
                 from mtpkdot.report.sweep import write_sweep_report
 
                 path = write_sweep_report(run_dir)
@@ -30,45 +31,3 @@ def register(app: typer.Typer) -> None:
 
                 path = write_report(run_dir)
         typer.echo(f"wrote {path} and {path.with_suffix('.html')}")
-
-    @app.command("sweep")
-    def sweep_cmd(
-        config: Path = typer.Argument(..., help="base experiment config (YAML)"),
-        grid: list[str] = typer.Option(
-            ...,
-            "--grid",
-            help="key=v1,v2,...; repeatable. batch_size -> student.batch_size, anchors -> distill.k, "
-            "centroid -> distill.centroid; any other dotted config key as is. Values are read as YAML.",
-        ),
-        out: Path | None = typer.Option(None, "--out", help="sweep folder (default runs/<name>_sweep)"),
-        overrides: list[str] = typer.Option(
-            [], "--set", help="dotted override applied to every point, e.g. --set student.epochs=5"
-        ),
-        methods: str | None = typer.Option(
-            None, "--methods", help="comma-separated student methods per point (default: none,mtpkdot)"
-        ),
-        dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the points, run nothing"),
-    ) -> None:
-        """Run a grid of experiments (one run dir per point, resumable) and write the sweep report
-        (Fig. 7: metric vs batch size x anchors; Table VI when centroid is on the grid)."""
-        from mtpkdot.config import ConfigError
-        from mtpkdot.report.sweep import SweepError, parse_grid, plan_sweep, read_plan, run_sweep
-
-        method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-        try:
-            if dry_run:
-                out_dir, plan = plan_sweep(config, parse_grid(grid), overrides, method_list, out)
-                for point, _ in plan:
-                    flag = f"  SKIP ({point.reason})" if point.status == "skipped" else ""
-                    typer.echo(f"{out_dir / point.name}{flag}")
-                return
-            path = run_sweep(config, grid, out=out, overrides=overrides, methods=method_list)
-        except (SweepError, ConfigError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-        _, points, _, _ = read_plan(path.parent)
-        failed = [p.name for p in points if p.status == "failed"]
-        typer.echo(f"wrote {path}")
-        if failed:
-            typer.echo(f"failed points (rerun the same command to resume): {', '.join(failed)}", err=True)
-            raise typer.Exit(1)

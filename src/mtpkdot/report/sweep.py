@@ -1,285 +1,24 @@
-"""Hyper-parameter sweeps (paper section V-B: Fig. 7 batch size x anchors, Table VI centroid ablation).
+"""The sweep report (Fig. 7: metric vs batch size x anchors; Table VI when centroid is on the grid).
 
-``mtpkdot sweep CONFIG --grid batch_size=32,64,128 --grid anchors=10,20,30 [--grid centroid=none,similarity]``
-runs one experiment per grid point into ``<out>/<point>/`` through the pipeline's experiment runner
-(resumable, because the pipeline resumes finished stages) and writes ``sweep.csv`` and a sweep report.
-
-Grid keys: ``batch_size`` -> ``student.batch_size``, ``anchors`` -> ``distill.k``, ``centroid`` ->
-``distill.centroid``; any other (dotted) key is a config key as is. Values are split on commas and each
-is read as YAML (``32`` is an int, ``0.5`` and ``1e-4`` floats, ``none`` the string "none"), as ``--set`` does.
+Renders a sweep folder that ``mtpkdot.pipeline.sweep`` ran: ``sweep.csv``, ``sweep_report.md``,
+``sweep_report.html`` and ``figures/fig7_sweep.png``. It reads the plan (``mtpkdot.sweep_plan``) and
+each point's run directory; it never runs anything.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import logging
 import math
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
+from mtpkdot import layout
 from mtpkdot.atomic import atomic_write_csv, atomic_write_text
-
-log = logging.getLogger(__name__)
-
-GRID_ALIASES = {"batch_size": "student.batch_size", "anchors": "distill.k", "centroid": "distill.centroid"}
-SETTING_KEYS = {v: k for k, v in GRID_ALIASES.items()}  # dotted key -> sweep.csv column
-DEFAULT_METHODS = ["none", "mtpkdot"]  # the teacher (upper bound) is trained by every run anyway
-PLAN_FILE = "sweep.json"
-# Grid keys under these sections leave every teacher-side stage unchanged, so points can share them.
-STUDENT_SECTIONS = {"student", "distill"}
-
-Runner = Callable[[Any, Path], Any]
-
-
-class SweepError(ValueError):
-    """A --grid item that cannot be parsed, or a sweep folder that cannot be read."""
-
-
-@dataclass
-class GridAxis:
-    name: str  # as given on the command line (batch_size, anchors, student.lr ...)
-    key: str  # dotted config key
-    values: list[Any]
-
-
-@dataclass
-class Point:
-    name: str
-    values: dict[str, Any]  # axis name -> value
-    settings: dict[str, Any] = field(default_factory=dict)  # batch_size, anchors, centroid after overrides
-    status: str = "planned"  # planned | done | skipped | failed
-    reason: str = ""
-
-
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-def parse_value(raw: str) -> Any:
-    """One grid value read as YAML; numbers YAML 1.1 leaves as text (``1e-4``) become floats."""
-    raw = raw.strip()
-    if not raw:
-        raise SweepError("empty value in --grid")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise SweepError(f"grid value {raw!r} is not valid YAML ({exc})") from None
-    if isinstance(value, str) and _NUMBER.fullmatch(value):
-        return float(value)
-    return value
-
-
-def parse_grid(items: Sequence[str]) -> list[GridAxis]:
-    """``["batch_size=32,64", "anchors=10"]`` -> axes with mapped keys and YAML-typed values."""
-    axes: list[GridAxis] = []
-    for item in items:
-        if "=" not in item:
-            raise SweepError(f"--grid {item!r} is not of the form key=v1,v2,...")
-        name, raw = (s.strip() for s in item.split("=", 1))
-        if not name or any(not p for p in name.split(".")):
-            raise SweepError(f"--grid {item!r} has an empty key")
-        key = GRID_ALIASES.get(name, name)
-        if any(a.key == key for a in axes):
-            raise SweepError(f"--grid key {name!r} ({key}) is given twice")
-        values = [parse_value(v) for v in raw.split(",")]
-        if len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
-            raise SweepError(f"--grid {item!r} repeats a value")
-        axes.append(GridAxis(name, key, values))
-    if not axes:
-        raise SweepError("a sweep needs at least one --grid key=v1,v2")
-    return axes
-
-
-def _slug(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
-    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_") or "x"
-
-
-def point_name(values: dict[str, Any]) -> str:
-    """Folder name of a grid point, e.g. ``batch_size-32_anchors-10_centroid-none``."""
-    return "_".join(f"{_slug(k)}-{_slug(v)}" for k, v in values.items())
-
-
-def grid_points(axes: Sequence[GridAxis]) -> list[Point]:
-    """Cartesian product of the axes, in the order given (the last axis varies fastest)."""
-    out = []
-    for combo in itertools.product(*(a.values for a in axes)):
-        values = {a.name: v for a, v in zip(axes, combo, strict=True)}
-        out.append(Point(point_name(values), values))
-    return out
-
-
-def point_overrides(axes: Sequence[GridAxis], point: Point) -> list[str]:
-    # JSON is valid YAML, so the config loader types each value back exactly
-    return [f"{a.key}={json.dumps(point.values[a.name])}" for a in axes]
-
-
-def _settings(cfg: Any) -> dict[str, Any]:
-    return {
-        "batch_size": cfg.student.batch_size,
-        "anchors": cfg.distill.k,
-        "centroid": cfg.distill.centroid,
-    }
-
-
-def plan_sweep(
-    config: str | Path,
-    axes: Sequence[GridAxis],
-    overrides: Sequence[str] = (),
-    methods: Sequence[str] | None = None,
-    out: str | Path | None = None,
-) -> tuple[Path, list[tuple[Point, Any]]]:
-    """Resolve every point's config (validated now, so a typo fails before anything runs).
-
-    Points with anchors >= batch size are marked skipped: a row of the b x b similarity matrix has
-    b columns, so k >= b anchors select every column and the anchor selection (Eq. 3) is void.
-    The store of prepared data is shared between points unless the grid changes ``data.*``.
-    """
-    from mtpkdot.config import ConfigError, load_config
-
-    methods = list(methods) if methods else list(DEFAULT_METHODS)
-    base = load_config(config, list(overrides))
-    out_dir = Path(out) if out is not None else Path("runs") / f"{base.name}_sweep"
-    extra = [f"student.methods={json.dumps(methods)}"]
-    shares_data = not any(a.key.startswith("data.") for a in axes)
-    if shares_data and base.data.store is None:
-        extra.append(f"data.store={json.dumps(str((out_dir / 'store').resolve()))}")
-    plan = []
-    for point in grid_points(axes):
-        try:
-            cfg = load_config(config, [*overrides, *extra, *point_overrides(axes, point)])
-        except ConfigError as exc:
-            raise SweepError(f"grid point {point.name}: {exc}") from None
-        cfg.name = f"{base.name} [{point.name}]"
-        point.settings = _settings(cfg)
-        if cfg.distill.k >= cfg.student.batch_size:
-            point.status = "skipped"
-            point.reason = (
-                f"anchors k={cfg.distill.k} >= batch size b={cfg.student.batch_size}: "
-                "anchor selection would keep every column"
-            )
-        plan.append((point, cfg))
-    return out_dir, plan
-
-
-def _write_plan(
-    out_dir: Path,
-    config: str | Path,
-    axes: Sequence[GridAxis],
-    points: Sequence[Point],
-    methods: Sequence[str],
-) -> None:
-    data = {
-        "config": str(config),
-        "axes": [asdict(a) for a in axes],
-        "methods": list(methods),
-        "points": [asdict(p) for p in points],
-    }
-    atomic_write_text(out_dir / PLAN_FILE, json.dumps(data, indent=2, default=str) + "\n")
-
-
-def share_upstream(src: Path, dst: Path) -> int:
-    """Hard-link the finished teacher-side stages of run ``src`` into run ``dst``; return how many.
-
-    When a sweep varies only student/distillation settings, every point would retrain identical
-    backbones, teachers, T-Nets and adapters. Linking them is safe: the pipeline still checks each
-    stage's stored config section against the point's own config (and refuses a mismatch), and every
-    file is replaced atomically, never rewritten in place, so a link is never changed through the other.
-    """
-    import os
-    import shutil
-
-    count = 0
-    for stage_dir in sorted(src.glob("seed*/fold*/*")):
-        if not stage_dir.is_dir() or not (stage_dir / "done").is_file():
-            continue
-        if stage_dir.name.startswith("student_"):  # what the grid varies; every other stage is upstream
-            continue
-        target = dst / stage_dir.relative_to(src)
-        if target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(stage_dir, target, copy_function=os.link)
-        count += 1
-    return count
-
-
-def _default_runner(cfg: Any, out_dir: Path) -> Any:
-    """The pipeline's experiment runner (resumes finished stages), then the point's own report."""
-    from mtpkdot.pipeline.experiment import run_experiment
-    from mtpkdot.report.build import write_report
-
-    summary = run_experiment(cfg, out_dir)
-    try:
-        write_report(out_dir)
-    except Exception:  # the sweep report does not need the point's report; keep the results
-        log.exception("report of sweep point %s failed", out_dir)
-    return summary
-
-
-def run_sweep(
-    config: str | Path,
-    grid: Sequence[str],
-    out: str | Path | None = None,
-    overrides: Sequence[str] = (),
-    methods: Sequence[str] | None = None,
-    runner: Runner | None = None,
-    dry_run: bool = False,
-) -> Path:
-    """Run every grid point (skipping invalid ones), then write the sweep report; return its path.
-
-    A point that fails is recorded as failed (with the error) and the sweep goes on; rerunning the
-    same command resumes, because each point's run directory resumes its finished stages.
-    """
-    axes = parse_grid(grid)
-    methods = list(methods) if methods else list(DEFAULT_METHODS)
-    out_dir, plan = plan_sweep(config, axes, overrides, methods, out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    points = [p for p, _ in plan]
-    _write_plan(out_dir, config, axes, points, methods)
-    runner = runner or _default_runner
-    shareable = all(a.key.split(".")[0] in STUDENT_SECTIONS for a in axes)
-    donor: Path | None = None
-    for point, cfg in plan:
-        if point.status == "skipped":
-            log.warning("sweep: skipping %s (%s)", point.name, point.reason)
-            continue
-        if dry_run:
-            continue
-        log.info("sweep: running %s", point.name)
-        try:
-            if shareable and donor is not None:
-                share_upstream(donor, out_dir / point.name)
-            runner(cfg, out_dir / point.name)
-            point.status, point.reason = "done", ""
-            donor = donor or out_dir / point.name
-        except Exception as exc:  # one broken point must not lose the others
-            log.exception("sweep point %s failed", point.name)
-            point.status, point.reason = "failed", f"{type(exc).__name__}: {exc}"
-        _write_plan(out_dir, config, axes, points, methods)
-    return write_sweep_report(out_dir)
-
-
-# --- sweep report ---------------------------------------------------------------------------
-
-
-def read_plan(out_dir: str | Path) -> tuple[list[GridAxis], list[Point], list[str], str]:
-    p = Path(out_dir) / PLAN_FILE
-    if not p.is_file():
-        raise SweepError(f"{p} does not exist: not a sweep folder (run `mtpkdot sweep` first)")
-    try:
-        data = json.loads(p.read_text())
-        axes = [GridAxis(**a) for a in data["axes"]]
-        points = [Point(**pt) for pt in data["points"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise SweepError(f"{p} is not a valid sweep plan ({exc})") from None
-    return axes, points, list(data.get("methods", DEFAULT_METHODS)), str(data.get("config", ""))
+from mtpkdot.layout import RunLayout
+from mtpkdot.sweep_plan import SETTING_KEYS, Point, read_plan
 
 
 def sweep_table(out_dir: str | Path) -> pd.DataFrame:
@@ -295,7 +34,7 @@ def sweep_table(out_dir: str | Path) -> pd.DataFrame:
     rows = []
     for pt in points:
         base = {"point": pt.name, **pt.settings, **{k: pt.values.get(k) for k in extra_axes}}
-        summary_path = out_dir / pt.name / "summary.csv"
+        summary_path = RunLayout(out_dir).sweep_point(pt.name).summary
         status = pt.status
         if pt.status != "skipped" and summary_path.is_file():
             summary = read_summary(summary_path)
@@ -344,10 +83,10 @@ def validation_score(point_dir: str | Path, method: str, metric: str) -> float:
     a setting on the test folds is the selection-on-test the protocol forbids (DESIGN.md section 4).
     """
     values = []
-    for test_json in sorted(Path(point_dir).glob(f"seed*/fold*/student_{method}/test.json")):
+    for test_json in RunLayout(point_dir).test_jsons(layout.student_stage(method)):
         stage = test_json.parent
-        metrics_csv = stage / "metrics.csv"
-        if not (stage / "done").is_file() or not metrics_csv.is_file():
+        metrics_csv = stage / layout.METRICS
+        if not (stage / layout.DONE).is_file() or not metrics_csv.is_file():
             continue
         best_epoch = int(json.loads(test_json.read_text())["best_epoch"])
         history = pd.read_csv(metrics_csv)
@@ -363,7 +102,7 @@ def _pairs_frame(out_dir: Path, points: Sequence[Point], method: str, metric: st
 
     frames = []
     for pt in points:
-        p = out_dir / pt.name / "summary.csv"
+        p = RunLayout(out_dir).sweep_point(pt.name).summary
         if pt.status == "skipped" or not p.is_file():
             continue
         s = read_summary(p)
@@ -447,7 +186,8 @@ def write_sweep_report(out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     axes, points, methods, config = read_plan(out_dir)
     table = sweep_table(out_dir)
-    atomic_write_csv(table, out_dir / "sweep.csv")
+    run = RunLayout(out_dir)
+    atomic_write_csv(table, run.sweep_csv)
     blocks: list[Any] = [
         Heading(f"MT-PKDOT sweep: {out_dir.name}", 1),
         Text(
@@ -498,7 +238,7 @@ def write_sweep_report(out_dir: str | Path) -> Path:
         ]
         mt = have[have["method"] == "mtpkdot"]
         if not mt.empty and mt["batch_size"].nunique() + mt["anchors"].nunique() > 2:
-            path = F.sweep_lines(mt, out_dir / "figures" / "fig7_sweep.png", label)
+            path = F.sweep_lines(mt, run.figures / "fig7_sweep.png", label)
             # the best point is chosen on VALIDATION scores; the test means only describe it
             val = mt["point"].map(lambda p: validation_score(out_dir / p, "mtpkdot", metric))
             if val.notna().any():
@@ -533,7 +273,7 @@ def write_sweep_report(out_dir: str | Path) -> Path:
             blocks.append(Note("batch size and anchors take a single value each: Fig. 7 skipped"))
         if any(a.key == "distill.centroid" for a in axes):
             blocks += centroid_blocks(out_dir, table, points)
-    md = out_dir / "sweep_report.md"
+    md = run.sweep_report_md
     atomic_write_text(md, render_markdown(blocks, out_dir))
-    atomic_write_text(out_dir / "sweep_report.html", render_html(blocks, blocks[0].text))
+    atomic_write_text(md.with_suffix(".html"), render_html(blocks, blocks[0].text))
     return md

@@ -1,5 +1,10 @@
-"""A fake run directory in the layout of docs/internals.md ("Run directory"), with plausible numbers
-from a seeded RNG. Used by the report tests and to try ``mtpkdot report`` without training anything.
+"""A test fixture: a fake run directory with plausible numbers from a seeded RNG, for the report tests.
+
+Every path comes from :mod:`mtpkdot.layout` (the module the pipeline writes through), so the fixture
+cannot drift from the real layout: folds numbered from 1 in folder names and summary.csv (folds.csv
+keeps the data side's 0-based numbering, as the pipeline writes it), epochs from 1, and the loss
+terms and validation columns the real stages write (``tests/test_report_real.py`` checks the
+report on a real tiny run as well).
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mtpkdot import layout
 from mtpkdot.atomic import atomic_save_npz, atomic_write_csv, atomic_write_text
+from mtpkdot.layout import RunLayout
 
 # Mean gain over the lower bound per method (accuracy points); the teacher is the upper bound.
 DEFAULT_EFFECTS = {
@@ -35,14 +42,14 @@ def _metrics_frame(
     rng: np.random.Generator, epochs: int, terms: Sequence[str], val: Sequence[str]
 ) -> pd.DataFrame:
     e = np.arange(epochs)
-    data: dict[str, np.ndarray] = {"epoch": e, "lr": np.full(epochs, 1e-3)}
+    data: dict[str, np.ndarray] = {"epoch": e + 1, "lr": np.full(epochs, 1e-3)}
     for i, t in enumerate(terms):
         start = [0.7, 0.05, 0.02, 0.3, 0.5][i % 5]
         data[f"train_{t}"] = start * np.exp(-e / (epochs / 2)) + rng.uniform(0.001, 0.01, epochs)
     for v in val:
-        data[f"val_{v}"] = (60 if v == "accuracy" else 0.3) * (1 + 0.2 * (1 - np.exp(-e / 3))) + rng.normal(
-            0, 0.5 if v == "accuracy" else 0.01, epochs
-        )
+        data[f"val_{v}"] = (60 if v.startswith("accuracy") else 0.3) * (
+            1 + 0.2 * (1 - np.exp(-e / 3))
+        ) + rng.normal(0, 0.5 if v.startswith("accuracy") else 0.01, epochs)
     if "total" not in terms and terms:
         data["train_total"] = sum(data[f"train_{t}"] for t in terms)
     return pd.DataFrame(data)
@@ -82,6 +89,7 @@ def make_fake_run(
     (in accuracy points, scaled by 1/100 for CCC).
     """
     path = Path(path)
+    run = RunLayout(path)
     rng = np.random.default_rng(rng_seed)
     eff = dict(DEFAULT_EFFECTS, **(effects or {}))
     regression = task == "regression"
@@ -112,7 +120,7 @@ def make_fake_run(
         },
     }
     path.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    atomic_write_text(run.config, yaml.safe_dump(cfg, sort_keys=False))
     subjects = np.arange(folds * 4)
     atomic_write_csv(
         pd.DataFrame(
@@ -122,11 +130,11 @@ def make_fake_run(
                 "fold": np.repeat(subjects % folds, 3),
             }
         ),
-        path / "folds.csv",
+        run.folds_csv,
     )
     rows = []
     for seed in seeds:
-        for fold in range(folds):
+        for fold in range(1, folds + 1):  # the run directory's numbering
             base = 70.0 + rng.normal(0, 2.0)  # folds differ more than methods: the reason to pair
             for m in methods:
                 value = base + eff.get(m, 0.0) + rng.normal(0, noise)
@@ -141,7 +149,7 @@ def make_fake_run(
                 rows.append(row)
             if fold_dirs:
                 _fake_fold(
-                    path / f"seed{seed}" / f"fold{fold}",
+                    run.fold(seed, fold).path,
                     rng,
                     methods,
                     metrics,
@@ -151,7 +159,7 @@ def make_fake_run(
                     snapshots=snapshots,
                     tsne=tsne,
                 )
-    atomic_write_csv(pd.DataFrame(rows), path / "summary.csv")
+    atomic_write_csv(pd.DataFrame(rows), run.summary)
     return path
 
 
@@ -168,21 +176,20 @@ def _fake_fold(
     tsne: bool,
 ) -> None:
     val = ["ccc_mean"] if "ccc_valence" in metrics else ["accuracy"]
-    for stage, terms in (
-        ("backbone_video", ["task"]),
-        ("backbone_eda", ["task"]),
-        ("teacher", ["task"]),
-        ("tnet", ["mse", "cosine"]),
-        ("adapters", ["cosine", "task"]),
+    per_mod = [f"{v}_{m}" for v in val for m in ("video", "eda")]
+    for stage, terms, vals in (
+        (layout.backbone_stage("video"), ["task"], val),
+        (layout.backbone_stage("eda"), ["task"], val),
+        (layout.TEACHER, ["task"], val),
+        ("tnet", ["mse_eda", "cos_eda"], ["loss"]),
+        (layout.ADAPTERS, ["align", "task_video", "task_eda"], ["loss", *per_mod]),
     ):
         (fd / stage).mkdir(parents=True, exist_ok=True)
-        atomic_write_csv(
-            _metrics_frame(rng, epochs, terms, [] if stage == "tnet" else val), fd / stage / "metrics.csv"
-        )
+        atomic_write_csv(_metrics_frame(rng, epochs, terms, vals), fd / stage / layout.METRICS)
     for m in methods:
         if m == "teacher":
             continue
-        sd = fd / f"student_{m}"
+        sd = fd / layout.student_stage(m)
         sd.mkdir(parents=True, exist_ok=True)
         df = _metrics_frame(rng, epochs, STUDENT_TERMS.get(m, ["task"]), val)
         if m == "mtpkdot":
@@ -192,7 +199,7 @@ def _fake_fold(
                 counts = rng.multinomial(batches, p)
                 for name, c in zip(("joint", "video", "eda"), counts, strict=True):
                     df.loc[e, f"sel_{name}"] = c
-        atomic_write_csv(df, sd / "metrics.csv")
+        atomic_write_csv(df, sd / layout.METRICS)
         if snapshots and m in ("pkdot", "mtpkdot"):
             y = rng.integers(0, 2, batch)
             teacher = rng.normal(0, 0.3, (batch, 8)) + np.eye(8)[y * 3]
@@ -211,4 +218,4 @@ def _fake_fold(
             offset[2 + i] = 6.0  # before alignment each teacher sits in its own region
             arrays[f"before_{name}"] = center + offset + rng.normal(0, 0.5, (n, 6))
             arrays[f"after_{name}"] = center + rng.normal(0, 0.5, (n, 6))
-        atomic_save_npz(fd / "adapters" / "tsne.npz", **arrays)
+        atomic_save_npz(fd / layout.ADAPTERS / "tsne.npz", **arrays)
