@@ -67,15 +67,6 @@ def backbone_stage(modality: str) -> str:
     return f"{BACKBONE_PREFIX}{modality}"
 
 
-def method_of(stage: str) -> str | None:
-    """The summary's method name of a stage with test results: ``teacher``, the student's method, or None."""
-    if stage == TEACHER:
-        return TEACHER
-    if stage.startswith(STUDENT_PREFIX):
-        return stage[len(STUDENT_PREFIX) :]
-    return None
-
-
 @dataclass(frozen=True)
 class FoldDir:
     """One ``seed<s>/fold<k>`` folder (``fold`` 1-based, as in the folder name)."""

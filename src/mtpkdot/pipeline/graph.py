@@ -228,7 +228,3 @@ def shareable(varied: Iterable[str]) -> set[str]:
     if not varied <= known:
         return set()
     return {s.name for s in STAGES if not depends_on(s.name) & varied}
-
-
-def tested_stages() -> list[Stage]:
-    return [s for s in STAGES if s.tested]

@@ -75,13 +75,6 @@ class Normalizer:
         std = var.sqrt().clamp_min(1e-6)
         return cls(kind, nd, mean.float(), std.float())
 
-    def state(self) -> dict[str, Any]:
-        return {"kind": self.kind, "nd": self.nd, "mean": self.mean, "std": self.std}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Normalizer:
-        return cls(state["kind"], state["nd"], state["mean"], state["std"])
-
     def __call__(self, raw: np.ndarray | torch.Tensor, device: torch.device) -> tuple[torch.Tensor, tuple]:
         """Return ``(x, lead)``: model input of shape ``(prod(lead),) + item`` and the leading shape."""
         if not isinstance(raw, torch.Tensor):

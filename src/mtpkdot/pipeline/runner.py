@@ -11,7 +11,7 @@ write ``done``. Under ``torchrun`` each step runs through DistributedDataParalle
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,7 +54,6 @@ class Trainable:
     on_start: Callable[[], None] | None = None
     on_epoch_end: Callable[[int], None] | None = None
     after_fit: Callable[[], None] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def make_optimizer(params: list[nn.Parameter], tc: Any) -> torch.optim.Optimizer:
