@@ -224,7 +224,9 @@ def test_sweep_names_its_best_point_on_validation_not_test(tmp_path):
     import yaml
 
     from fakerun import make_fake_run
-    from mtpkdot.report.sweep import run_sweep
+    from mtpkdot.layout import RunLayout
+    from mtpkdot.pipeline.sweep import run_sweep
+    from mtpkdot.report.sweep import write_sweep_report
 
     cfg = {
         "name": "tiny",
@@ -249,16 +251,17 @@ def test_sweep_names_its_best_point_on_validation_not_test(tmp_path):
             fold_dirs=False,
         )  # test: higher with b
         for fold in (1, 2):
-            stage = out / "seed0" / f"fold{fold}" / "student_mtpkdot"
+            stage = RunLayout(out).stage_dir(0, fold, "student_mtpkdot")
             stage.mkdir(parents=True)
             (stage / "test.json").write_text(json.dumps({"best_epoch": 2}))
             # validation: lower with b; epoch 3 (not selected) would rank the other way
             (stage / "metrics.csv").write_text(f"epoch,val_accuracy\n1,10.0\n2,{100.0 - b}\n3,{b + 100.0}\n")
             (stage / "done").write_text("x\n")
 
-    md = run_sweep(
+    out = run_sweep(
         tmp_path / "base.yaml", ["batch_size=16,32", "anchors=4,8"], out=tmp_path / "sw", runner=runner
-    ).read_text()
+    )
+    md = write_sweep_report(out).read_text()
     line = next(ln for ln in md.splitlines() if "Best point" in ln)
     assert "on validation" in line and "batch_size-16_anchors-4" in line, line
     assert "validation 84" in line, line
