@@ -43,6 +43,30 @@ def real_run(tmp_path_factory):
     return out
 
 
+def test_the_fake_run_fixture_matches_a_real_run(real_run, tmp_path):
+    """tests/fakerun.py must not drift from what the pipeline writes: fold numbering, summary columns,
+    stage folders and the metrics.csv columns the report reads."""
+    from fakerun import make_fake_run
+    from mtpkdot.layout import METRICS, RunLayout
+
+    real = RunLayout(real_run)
+    fake = RunLayout(
+        make_fake_run(tmp_path / "fake", seeds=(0,), folds=2, methods=("none", "pkdot", "mtpkdot", "teacher"))
+    )
+    assert [(f.seed, f.fold) for f in fake.fold_dirs()] == [(f.seed, f.fold) for f in real.fold_dirs()]
+    real_summary, fake_summary = pd.read_csv(real.summary), pd.read_csv(fake.summary)
+    assert list(fake_summary.columns) == list(real_summary.columns)
+    assert sorted(fake_summary["fold"].unique()) == sorted(real_summary["fold"].unique())
+    real_fold, fake_fold = real.fold_dirs()[0], fake.fold_dirs()[0]
+    for stage_dir in sorted(p for p in fake_fold.path.iterdir() if (p / METRICS).is_file()):
+        real_metrics = real_fold.stage(stage_dir.name) / METRICS
+        assert real_metrics.is_file(), f"the fake writes {stage_dir.name}, the pipeline does not"
+        fake_df, real_df = pd.read_csv(stage_dir / METRICS), pd.read_csv(real_metrics)
+        missing = set(fake_df.columns) - set(real_df.columns)
+        assert not missing, f"{stage_dir.name}: columns the pipeline never writes: {sorted(missing)}"
+        assert fake_df["epoch"].iloc[0] == real_df["epoch"].iloc[0] == 1
+
+
 def test_report_from_a_real_tiny_run(real_run):
     from test_report_build import assert_valid_png
 
