@@ -208,7 +208,7 @@ def _fake_fold(
             for pct in (0, 50, 75, 100):
                 w = pct / 100
                 snaps[f"student_{pct}"] = _cos_sim(w * teacher + (1 - w) * noise)
-            atomic_save_npz(sd / "snapshots.npz", **snaps)
+            atomic_save_npz(sd / layout.SNAPSHOTS, **snaps)
     if tsne:
         labels = rng.integers(0, 2, n)
         center = np.eye(6)[labels] * 3
@@ -218,4 +218,4 @@ def _fake_fold(
             offset[2 + i] = 6.0  # before alignment each teacher sits in its own region
             arrays[f"before_{name}"] = center + offset + rng.normal(0, 0.5, (n, 6))
             arrays[f"after_{name}"] = center + rng.normal(0, 0.5, (n, 6))
-        atomic_save_npz(fd / layout.ADAPTERS / "tsne.npz", **arrays)
+        atomic_save_npz(fd / layout.ADAPTERS / layout.TSNE, **arrays)

@@ -29,6 +29,10 @@ BEST = "best.pt"
 LAST = "last.pt"
 METRICS = "metrics.csv"
 TEST = "test.json"
+# artefacts one stage writes and the report, export or a later stage reads
+FEATURE_META = "meta.json"  # in features/: the backbone checkpoint hash of each cached modality
+TSNE = "tsne.npz"  # in adapters/
+SNAPSHOTS = "snapshots.npz"  # in student_<method>/
 
 # stage folder names that the report and export read (the stage graph itself is mtpkdot.pipeline.graph)
 STUDENT_PREFIX = "student_"
@@ -57,6 +61,11 @@ def default_run_dir(name: str) -> Path:
 def store_dir(data_store: str | Path | None, run_dir: str | Path) -> Path:
     """The store of a run: ``data.store`` when set, else ``<run dir>/store`` (same rule for prepare and run)."""
     return Path(data_store) if data_store is not None else Path(run_dir) / "store"
+
+
+def feature_file(modality: str) -> str:
+    """The cached features of one modality inside the ``features`` stage folder."""
+    return f"{modality}.npy"
 
 
 def student_stage(method: str) -> str:
@@ -104,6 +113,11 @@ class RunLayout:
     @property
     def config_hash(self) -> Path:
         return self.root / "config.hash"
+
+    @property
+    def demo_data(self) -> Path:
+        """Where ``mtpkdot demo`` writes its synthetic dataset."""
+        return self.root / "data"
 
     @property
     def folds_csv(self) -> Path:

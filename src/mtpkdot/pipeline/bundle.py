@@ -70,7 +70,7 @@ def export_bundle(
     used = set(cfg.data.prevalent) | set(cfg.data.privileged)
     order = [m for m in cfg.data.modalities if m in used]
     features = fold_dir.stage(layout.FEATURES)
-    fdims = {m: int(np.load(features / f"{m}.npy", mmap_mode="r").shape[-1]) for m in order}
+    fdims = {m: int(np.load(features / layout.feature_file(m), mmap_mode="r").shape[-1]) for m in order}
     task, item_shapes = _store_facts(cfg, run)
     bundle = {
         "format": FORMAT,

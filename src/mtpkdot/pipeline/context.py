@@ -21,7 +21,7 @@ import yaml
 from mtpkdot.atomic import atomic_write_text
 from mtpkdot.config import Config
 from mtpkdot.engine.checkpoint import check_config, config_hash
-from mtpkdot.layout import DONE, FEATURES, STAGE_CONFIG, RunLayout
+from mtpkdot.layout import DONE, FEATURES, STAGE_CONFIG, RunLayout, feature_file
 
 # data settings that say where things are, not what they are: moving a dataset keeps its results
 LOCATION_KEYS = ("root", "annotations_root", "videos_root", "manifest", "store", "workers")
@@ -145,7 +145,7 @@ class FoldContext:
     def features(self, mod: str) -> torch.Tensor:
         """Cached backbone features of every store sample (``N x d`` or ``N x L x d``), on the device."""
         if mod not in self._features:
-            path = self.stage_dir(FEATURES) / f"{mod}.npy"
+            path = self.stage_dir(FEATURES) / feature_file(mod)
             self._features[mod] = torch.from_numpy(np.load(path)).to(self.device)
         return self._features[mod]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from mtpkdot.config import Config, apply_overrides, config_from_dict
+from mtpkdot.layout import RunLayout
 
 
 def demo_yaml() -> str:
@@ -18,6 +19,6 @@ def demo_yaml() -> str:
 def demo_config(out: str | Path, overrides: list[str] | None = None) -> Config:
     """The demo config with the synthetic data generated into ``<out>/data``."""
     data = yaml.safe_load(demo_yaml())
-    data["data"]["root"] = str(Path(out).resolve() / "data")
+    data["data"]["root"] = str(RunLayout(Path(out).resolve()).demo_data)
     data = apply_overrides(data, overrides)
     return config_from_dict(data, "demo.yaml")

@@ -179,16 +179,16 @@ def extract_features(ctx: FoldContext) -> None:
                 return f.float().reshape(*lead, -1)
 
             feats = predict(forward, chunks(n, max(bs, 1)), [backbone]).numpy().astype(np.float32)
-            atomic_write(d / f"{mod}.npy", lambda fh, feats=feats: np.save(fh, feats))
+            atomic_write(d / layout.feature_file(mod), lambda fh, feats=feats: np.save(fh, feats))
             meta[mod] = file_hash(ctx.stage_dir(layout.backbone_stage(mod)) / layout.BEST)
-        ctx.write_json(d / "meta.json", {"backbone_checkpoints": meta})
+        ctx.write_json(d / layout.FEATURE_META, {"backbone_checkpoints": meta})
 
 
 def check_feature_cache(ctx: FoldContext) -> None:
     """The cache must come from the current backbone checkpoints (a retrained backbone invalidates it)."""
     import json
 
-    meta_path = ctx.stage_dir(layout.FEATURES) / "meta.json"
+    meta_path = ctx.stage_dir(layout.FEATURES) / layout.FEATURE_META
     meta = json.loads(meta_path.read_text())["backbone_checkpoints"]
     for mod in ctx.order:
         now = file_hash(ctx.stage_dir(layout.backbone_stage(mod)) / layout.BEST)
@@ -406,7 +406,7 @@ def _save_tsne(ctx: FoldContext, teacher: nn.Module, adapters: nn.ModuleDict) ->
     if labels.ndim > 1:  # regression: the mean valence of each sample, for colouring
         labels = np.nanmean(labels.reshape(len(idx), -1, labels.shape[-1])[..., 0], axis=1)
     arrays["labels"] = labels
-    atomic_save_npz(ctx.stage_dir(layout.ADAPTERS) / "tsne.npz", **arrays)
+    atomic_save_npz(ctx.stage_dir(layout.ADAPTERS) / layout.TSNE, **arrays)
 
 
 def _flat(x: torch.Tensor) -> np.ndarray:
@@ -536,7 +536,7 @@ def train_student(ctx: FoldContext, method_name: str) -> Trainable:
         if sc.snapshots and ctx.write and snapshots:
             if "student_100" not in snapshots:  # stopped early: the selected model ends training
                 snapshot("student_100")
-            atomic_save_npz(ctx.stage_dir(stage) / "snapshots.npz", **snapshots)
+            atomic_save_npz(ctx.stage_dir(stage) / layout.SNAPSHOTS, **snapshots)
 
     return Trainable(
         {"student": student},

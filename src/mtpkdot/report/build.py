@@ -149,16 +149,16 @@ def _fig4(run: RunDir, out: Path) -> list[Block]:
     rows, where = {}, []
     for method, label in FIG4_METHODS:
         stage = layout.student_stage(method)
-        fd = run.first_with(f"{stage}/snapshots.npz")
+        fd = run.first_with(f"{stage}/{layout.SNAPSHOTS}")
         if fd is None:
             if method == "mtpkdot":
-                blocks.append(Note(f"no {stage}/snapshots.npz in any fold: {label} row skipped"))
+                blocks.append(Note(f"no {stage}/{layout.SNAPSHOTS} in any fold: {label} row skipped"))
             continue
         try:
-            with np.load(fd.stage(stage) / "snapshots.npz") as z:
+            with np.load(fd.stage(stage) / layout.SNAPSHOTS) as z:
                 rows[label] = {k: z[k] for k in z.files}
         except (OSError, ValueError) as exc:
-            blocks.append(Note(f"{fd.stage(stage)}/snapshots.npz unreadable ({exc})"))
+            blocks.append(Note(f"{fd.stage(stage) / layout.SNAPSHOTS} unreadable ({exc})"))
             continue
         where.append(f"{label}: {fd.label}")
     if not rows:
@@ -177,17 +177,17 @@ def _fig4(run: RunDir, out: Path) -> list[Block]:
 
 def _fig5(run: RunDir, out: Path) -> list[Block]:
     blocks: list[Block] = [Heading("Fig. 5: teacher representations before and after alignment", 3)]
-    fd = run.first_with(f"{layout.ADAPTERS}/tsne.npz")
+    fd = run.first_with(f"{layout.ADAPTERS}/{layout.TSNE}")
     if fd is None:
-        return [*blocks, Note(f"no {layout.ADAPTERS}/tsne.npz in any fold: Fig. 5 skipped")]
+        return [*blocks, Note(f"no {layout.ADAPTERS}/{layout.TSNE} in any fold: Fig. 5 skipped")]
     try:
-        with np.load(fd.stage(layout.ADAPTERS) / "tsne.npz") as z:
+        with np.load(fd.stage(layout.ADAPTERS) / layout.TSNE) as z:
             data = {k: z[k] for k in z.files}
         path, notes = F.teacher_tsne(data, out / "fig5_tsne.png")
     except (OSError, ValueError) as exc:
         return [
             *blocks,
-            Note(f"{fd.stage(layout.ADAPTERS)}/tsne.npz could not be drawn ({exc}): Fig. 5 skipped"),
+            Note(f"{fd.stage(layout.ADAPTERS) / layout.TSNE} could not be drawn ({exc}): Fig. 5 skipped"),
         ]
     blocks.append(
         Figure(
