@@ -36,7 +36,7 @@ def plain(obj: Any) -> Any:
 class Dist:
     """This process's place in a multi-process run (rank 0 of 1 when single-process).
 
-    Gradients are averaged by DistributedDataParallel (``stages.data_parallel``), not here.
+    Gradients are averaged by DistributedDataParallel (``runner.data_parallel``), not here.
     """
 
     rank: int = 0
