@@ -7,26 +7,11 @@ from pathlib import Path
 import typer
 
 
-def _split_ints(text: str | None, what: str) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise typer.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
-
-
-def _split_names(text: str | None) -> list[str] | None:
-    if not text:
-        return None
-    return [x for x in text.replace(" ", "").split(",") if x]
-
-
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_cmd(
         config: Path = typer.Argument(
-            ..., exists=True, dir_okay=False, help="experiment config (YAML), e.g. configs/biovid_b.yaml"
+            ..., help="experiment config: a YAML file or a shipped config's name (`mtpkdot config`)"
         ),
         set_: list[str] = typer.Option(
             [], "--set", help="override a config key, dotted: --set student.lr=1e-4 (repeatable)"
@@ -128,16 +113,16 @@ def register(app: typer.Typer) -> None:
 
 
 def _run_and_report(cfg, run_dir: Path, folds, methods, seeds, device, amp) -> None:  # noqa: ANN001
-    from mtpkdot.cli import user_errors
+    from mtpkdot.cli import comma_list, user_errors
     from mtpkdot.pipeline.experiment import format_table, run_experiment
 
     with user_errors():
         summary = run_experiment(
             cfg,
             run_dir,
-            folds=_split_ints(folds, "--folds"),
-            methods=_split_names(methods),
-            seeds=_split_ints(seeds, "--seeds"),
+            folds=comma_list(folds, "--folds", int),
+            methods=comma_list(methods, "--methods"),
+            seeds=comma_list(seeds, "--seeds", int),
             device=device,
             amp=amp,
         )

@@ -51,10 +51,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a grid of experiments (one run dir per point, resumable) and write the sweep report
         (Fig. 7: metric vs batch size x anchors; Table VI when centroid is on the grid)."""
+        from mtpkdot.cli import comma_list
         from mtpkdot.config import ConfigError
         from mtpkdot.report.sweep import SweepError, parse_grid, plan_sweep, read_plan, run_sweep
 
-        method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+        method_list = comma_list(methods, "--methods")
         try:
             if dry_run:
                 out_dir, plan = plan_sweep(config, parse_grid(grid), overrides, method_list, out)
