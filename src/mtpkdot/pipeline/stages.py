@@ -199,6 +199,7 @@ def _train_stage(
         section=ctx.section(stage),
         scaler=scaler,
         write=ctx.write,
+        tensorboard=ctx.cfg.tensorboard,
     )
 
 
@@ -749,6 +750,7 @@ def train_student(ctx: FoldContext, method_name: str) -> None:
         on_start=lambda: snapshot("student_0"),
         on_epoch_end=on_epoch_end,
         write=ctx.write,
+        tensorboard=ctx.cfg.tensorboard,
     )
     if sc.snapshots and ctx.write and snapshots:
         if "student_100" not in snapshots:  # stopped early: the selected model ends training
