@@ -68,19 +68,29 @@ class ModalityConfig(Strict):
 
 
 class SynthConfig(Strict):
-    """Embedded synthetic dataset (generated on demand in the real on-disk layout)."""
+    """Embedded synthetic dataset (generated on demand in the real on-disk layout). The descriptions are
+    the help of `mtpkdot synth` (Biovid wording; the Affwild2 command words a few its own way)."""
 
-    subjects: int = Field(20, ge=2)
-    samples_per_class: int = Field(10, ge=1)
-    seed: int = 0
-    video_strength: float = Field(1.0, ge=0)
-    physio_strength: float = Field(1.0, ge=0)
-    non_responders: float = Field(0.2, ge=0, le=1)
-    size: int = Field(64, ge=16)
-    fps: int = Field(25, ge=1)
-    duration: float = Field(5.5, gt=0)
-    part: Literal["A", "B"] = "A"
+    subjects: int = Field(20, ge=2, description="number of subjects")
+    samples_per_class: int = Field(10, ge=1, description="samples per subject and class")
+    seed: int = Field(0, description="random seed (the dataset is a function of all options)")
+    video_strength: float = Field(1.0, ge=0, description="strength of the facial pain response")
+    physio_strength: float = Field(1.0, ge=0, description="strength of the EDA / EMG pain response")
+    non_responders: float = Field(
+        0.2, ge=0, le=1, description="share of subjects without a response (per modality)"
+    )
+    size: int = Field(64, ge=16, description="video frame side in pixels")
+    fps: int = Field(25, ge=1, description="video frames per second")
+    duration: float = Field(5.5, gt=0, description="sample length in seconds")
+    part: Literal["A", "B"] = Field(
+        "A", description="A: gsr ecg emg_trapezius; B: adds emg_corrugator emg_zygomaticus"
+    )
     five_class: bool = Field(False, description="biovid: all five classes BL1, PA1..PA4 (else BL1 and PA4)")
+
+
+SYNTH_DEFAULTS: dict[str, dict[str, Any]] = {"biovid": {}, "affwild2": {"duration": 10.0}}
+"""Per synthetic dataset, the defaults that differ from :class:`SynthConfig`'s (an Affwild2 video is
+longer than a Biovid sample)."""
 
 
 class DataConfig(Strict):

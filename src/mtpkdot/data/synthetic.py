@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mtpkdot.config import SynthConfig
+from mtpkdot.config import SYNTH_DEFAULTS, SynthConfig
 
 BIOVID_CLASSES = ["BL1", "PA1", "PA2", "PA3", "PA4"]
 BIOVID_INTENSITY = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -621,7 +621,9 @@ def synth_affwild2(
     seconds; ``video_strength`` scales the facial expression of valence/arousal, ``physio_strength`` the
     audio's (the privileged modality here).
     """
-    return _generate(Path(out), cfg or SynthConfig(duration=10.0), "affwild2", workers, progress)
+    return _generate(
+        Path(out), cfg or SynthConfig(**SYNTH_DEFAULTS["affwild2"]), "affwild2", workers, progress
+    )
 
 
 # ------------------------------------------------------------------------------------------- readers
@@ -632,8 +634,7 @@ def ensure_generated(data_cfg: Any, kind: str) -> Path:
     if data_cfg.root is None:
         raise ValueError(f"data.root must be set for dataset 'synthetic_{kind}' (where to generate it)")
     root = Path(data_cfg.root)
-    default = SynthConfig() if kind == "biovid" else SynthConfig(duration=10.0)
-    cfg = data_cfg.synthetic or default
+    cfg = data_cfg.synthetic or SynthConfig(**SYNTH_DEFAULTS[kind])
     if not root.exists() or not any(root.iterdir()):
         gen = synth_biovid if kind == "biovid" else synth_affwild2
         gen(root, cfg, workers=data_cfg.workers, progress=True)
