@@ -167,3 +167,9 @@ def test_run_writes_one_tensorboard_run_per_seed_fold_and_stage(tmp_path):
         assert_scalars_match_csv(stage_dir)
     student = scalars(next(p for p in trained if p.name == "student_mtpkdot") / TENSORBOARD_DIR)
     assert any(tag.startswith("sel/") for tag in student)  # teacher-selection counts
+    # switching it off is not a config change: the finished run resumes (nothing to do), not refused
+    config_hash = (run / "config.hash").read_text()
+    off = [s for s in sets if s != "tensorboard=true"]
+    res = _cli(args + _set_args(off))
+    assert res.exit_code == 0, res.output
+    assert (run / "config.hash").read_text() == config_hash
