@@ -1,16 +1,23 @@
 """Command-line interface: ``mtpkdot --help`` lists the commands.
 
 Each concern registers its own commands (data: synth, prepare; pipeline: run, demo, train, evaluate,
-export, predict; report: report, sweep) so that this file stays small.
+export, predict; report: report, sweep) so that this file stays small. This file holds what every
+command shares: :func:`user_errors` and :func:`comma_list`, imported by the command modules inside
+their functions (they are imported while this module loads).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import typer
+
+import mtpkdot
+
+T = TypeVar("T")
 
 app = typer.Typer(
     add_completion=False,
@@ -20,9 +27,40 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mtpkdot {mtpkdot.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
     """mtpkdot: privileged knowledge distillation for multimodal affect recognition."""
+
+
+@app.command("config")
+def config_cmd(
+    name: str = typer.Argument(None, help="a shipped config's name, e.g. biovid_b (omit to list them)"),
+) -> None:
+    """List the shipped configs, or print one.
+
+    `mtpkdot config biovid_b > mine.yaml` starts your own; `mtpkdot run NAME` also accepts these names
+    (a file of that name wins)."""
+    from mtpkdot.config import shipped_configs, shipped_summary
+
+    shipped = shipped_configs()
+    if name is None:
+        for key, path in shipped.items():
+            typer.echo(f"{key:<24} {shipped_summary(path)}")
+        return
+    key = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    if key not in shipped:
+        raise typer.BadParameter(f"no shipped config {name!r} (shipped: {', '.join(shipped)})")
+    typer.echo(shipped[key].read_text(), nl=False)
 
 
 @app.command("list")
@@ -69,6 +107,20 @@ def user_errors(code: int = 2) -> Iterator[None]:
         typer.echo(f"error: {message}", err=True)
         typer.echo("(set MTPKDOT_DEBUG=1 to see the traceback)", err=True)
         raise typer.Exit(code) from None
+
+
+def comma_list(text: str | None, option: str, item: Callable[[str], T] = str) -> list[T] | None:
+    """The items of a comma-separated option value (``--folds 1,2``; spaces ignored), each converted
+    with ``item``; ``None`` when the option is absent or empty. A bad item is a usage error naming
+    ``option``."""
+    if not text:
+        return None
+    parts = [x for x in text.replace(" ", "").split(",") if x]
+    try:
+        return [item(x) for x in parts]
+    except ValueError:
+        kind = {int: "integers", float: "numbers"}.get(item, "values")  # type: ignore[call-overload]
+        raise typer.BadParameter(f"{option} must be comma-separated {kind}, got {text!r}") from None
 
 
 def _register_subcommands() -> None:

@@ -3,11 +3,13 @@
 A config file is YAML. ``load_config(path, overrides=["student.lr=1e-4"])`` reads it, applies the
 overrides (each value parsed as YAML, so ``1e-4``, ``true``, ``[1, 2]`` work) and validates. A typo or a
 wrong type raises :class:`ConfigError` naming the key and the file. ``dump_config`` writes the resolved
-config next to results.
+config next to results. The configs of the repository's ``configs/`` ship in the package
+(``mtpkdot/resources``, which ``configs/`` links to): ``load_config("biovid_b")`` finds one by name.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,19 +68,29 @@ class ModalityConfig(Strict):
 
 
 class SynthConfig(Strict):
-    """Embedded synthetic dataset (generated on demand in the real on-disk layout)."""
+    """Embedded synthetic dataset (generated on demand in the real on-disk layout). The descriptions are
+    the help of `mtpkdot synth` (Biovid wording; the Affwild2 command words a few its own way)."""
 
-    subjects: int = Field(20, ge=2)
-    samples_per_class: int = Field(10, ge=1)
-    seed: int = 0
-    video_strength: float = Field(1.0, ge=0)
-    physio_strength: float = Field(1.0, ge=0)
-    non_responders: float = Field(0.2, ge=0, le=1)
-    size: int = Field(64, ge=16)
-    fps: int = Field(25, ge=1)
-    duration: float = Field(5.5, gt=0)
-    part: Literal["A", "B"] = "A"
+    subjects: int = Field(20, ge=2, description="number of subjects")
+    samples_per_class: int = Field(10, ge=1, description="samples per subject and class")
+    seed: int = Field(0, description="random seed (the dataset is a function of all options)")
+    video_strength: float = Field(1.0, ge=0, description="strength of the facial pain response")
+    physio_strength: float = Field(1.0, ge=0, description="strength of the EDA / EMG pain response")
+    non_responders: float = Field(
+        0.2, ge=0, le=1, description="share of subjects without a response (per modality)"
+    )
+    size: int = Field(64, ge=16, description="video frame side in pixels")
+    fps: int = Field(25, ge=1, description="video frames per second")
+    duration: float = Field(5.5, gt=0, description="sample length in seconds")
+    part: Literal["A", "B"] = Field(
+        "A", description="A: gsr ecg emg_trapezius; B: adds emg_corrugator emg_zygomaticus"
+    )
     five_class: bool = Field(False, description="biovid: all five classes BL1, PA1..PA4 (else BL1 and PA4)")
+
+
+SYNTH_DEFAULTS: dict[str, dict[str, Any]] = {"biovid": {}, "affwild2": {"duration": 10.0}}
+"""Per synthetic dataset, the defaults that differ from :class:`SynthConfig`'s (an Affwild2 video is
+longer than a Biovid sample)."""
 
 
 class DataConfig(Strict):
@@ -173,6 +185,9 @@ class Config(Strict):
     tnet: TNetConfig = Field(default_factory=TNetConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    tensorboard: bool = Field(
+        False, description="every trained stage also writes its metrics.csv columns as TensorBoard scalars"
+    )
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -244,29 +259,70 @@ def _resolve(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return data
 
 
+SHIPPED_DIR = Path(__file__).resolve().parent / "resources"
+"""The configs shipped with the package (the repository's ``configs/`` is a link to this folder)."""
+
+TENSORBOARD_MISSING = "tensorboard: true needs the tensorboard package: pip install mtpkdot[tensorboard]"
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Name (file name without ``.yaml``) -> file of every shipped config, sorted by name."""
+    return {p.stem: p for p in sorted(SHIPPED_DIR.glob("*.yaml"))}
+
+
+def shipped_summary(path: Path) -> str:
+    """The first comment line of a shipped config: what it is for."""
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip().rstrip(",:")
+    return ""
+
+
+def find_config(path: str | Path) -> tuple[Path, bool]:
+    """``(file, shipped)`` for a config file path or, when no such file exists, a shipped config's name
+    (``biovid_b`` or ``biovid_b.yaml``). A path wins when both exist."""
+    path = Path(path)
+    if path.is_file():
+        return path, path.resolve().parent == SHIPPED_DIR
+    shipped = shipped_configs()
+    name = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    if path.parent == Path(".") and name in shipped:
+        return shipped[name], True
+    raise ConfigError(
+        f"config file {path} does not exist and is not a shipped config's name "
+        f"(shipped: {', '.join(shipped)}; `mtpkdot config` lists them)"
+    )
+
+
+def tensorboard_available() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config, apply dotted overrides, validate.
+    """Read a YAML config (a file, or a shipped config's name), apply dotted overrides, validate.
 
     Relative paths written in the file resolve against the file's folder; relative paths given in
     ``overrides`` (the command line's ``--set``) resolve against the current directory, as a shell
-    user expects.
+    user expects. A shipped config's relative paths also resolve against the current directory (the
+    package folder is no place for data), as they would in a copy made with ``mtpkdot config NAME``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+    path, shipped = find_config(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    data = _resolve(data, path.parent.resolve())
+    data = _resolve(data, Path.cwd() if shipped else path.parent.resolve())
     from_file = {(id(sec), key): sec[key] for sec, key in _path_slots(data)}
     data = apply_overrides(data, overrides)
     for section, key in _path_slots(data):
         if from_file.get((id(section), key)) != section[key]:  # set (or changed) on the command line
             _resolve_one(section, key, Path.cwd())
-    return config_from_dict(data, str(path))
+    cfg = config_from_dict(data, str(path))
+    if cfg.tensorboard and not tensorboard_available():  # fail now, not after data preparation
+        raise ConfigError(f"config {path}: {TENSORBOARD_MISSING}")
+    return cfg
 
 
 def _resolve_one(section: dict[str, Any], key: str, base: Path) -> None:

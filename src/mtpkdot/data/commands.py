@@ -1,124 +1,153 @@
 """CLI commands of the data side: ``mtpkdot synth biovid|affwild2 OUT`` and ``mtpkdot prepare CONFIG``.
 
-Heavy imports stay inside the functions so that ``mtpkdot --help`` is fast.
+The synth options are generated from :class:`~mtpkdot.config.SynthConfig`: its fields give the names,
+types, defaults and help, so a default lives in one place. Heavy imports (numpy, the renderers) stay
+inside the functions so that ``mtpkdot --help`` is fast.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from mtpkdot.config import SYNTH_DEFAULTS, SynthConfig
 
 synth_app = typer.Typer(
     no_args_is_help=True, help="Write an embedded synthetic dataset in a real on-disk layout."
 )
 
+# Per dataset: the SynthConfig fields it uses -> (extra option names, help where its wording differs).
+BIOVID_OPTIONS: dict[str, tuple[list[str], str | None]] = {
+    name: ([], None)
+    for name in (
+        "subjects",
+        "samples_per_class",
+        "seed",
+        "part",
+        "video_strength",
+        "physio_strength",
+        "non_responders",
+        "size",
+        "fps",
+        "duration",
+        "five_class",
+    )
+}
+BIOVID_OPTIONS["five_class"] = (["--five-class"], "write BL1, PA1..PA4 (default: BL1 and PA4)")
+# A default of the command alone: `mtpkdot synth affwild2` writes 12 videos unless told otherwise (a
+# config's synthetic_affwild2 without a data.synthetic section keeps SynthConfig's 20).
+CLI_DEFAULTS: dict[str, dict[str, Any]] = {"biovid": {}, "affwild2": {"subjects": 12}}
+AFFWILD2_OPTIONS: dict[str, tuple[list[str], str | None]] = {
+    "subjects": (["--videos", "--subjects"], "number of raw videos (one holds a _left/_right pair)"),
+    "seed": ([], "random seed"),
+    "video_strength": ([], "strength of the facial expression of valence/arousal"),
+    "physio_strength": (
+        ["--audio-strength", "--physio-strength"],
+        "strength of valence/arousal in the audio track",
+    ),
+    "non_responders": ([], "share of poker faces and of silent persons (independent)"),
+    "size": ([], "face crop side in pixels"),
+    "fps": ([], "frames per second"),
+    "duration": ([], "mean video length in seconds"),
+}
 
-def _synth_cfg(**kw: object):  # noqa: ANN202 - SynthConfig, imported lazily
-    from mtpkdot.config import SynthConfig
 
-    try:
-        return SynthConfig(**kw)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+def _option_type(name: str) -> type:
+    annotation = SynthConfig.model_fields[name].annotation
+    return annotation if annotation in (int, float, bool) else str  # part: "A" | "B", upper-cased later
 
 
-def _write_synth(
-    write: Callable[..., object],
-    out: Path,
-    cfg: object,
-    workers: int,
+def _synth_parameters(kind: str, options: dict[str, tuple[list[str], str | None]]) -> list[inspect.Parameter]:
+    """``OUT``, one option per SynthConfig field of ``options`` (default: SynthConfig's for ``kind``)
+    and ``--workers``, as keyword parameters typer reads like a written signature."""
+    defaults = SynthConfig(**{**SYNTH_DEFAULTS[kind], **CLI_DEFAULTS[kind]})
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter(
+            "out",
+            keyword,
+            default=typer.Argument(..., help="output folder (absent or empty)"),
+            annotation=Path,
+        )
+    ]
+    for name, (decls, help_) in options.items():
+        field = SynthConfig.model_fields[name]
+        option = typer.Option(getattr(defaults, name), *decls, help=help_ or field.description)
+        params.append(inspect.Parameter(name, keyword, default=option, annotation=_option_type(name)))
+    workers = typer.Option(1, help="parallel processes")
+    params.append(inspect.Parameter("workers", keyword, default=workers, annotation=int))
+    return params
+
+
+def _synth_command(
+    kind: str,
+    options: dict[str, tuple[list[str], str | None]],
+    write: Callable[[], Callable[..., object]],
     usage_errors: tuple[type[Exception], ...],
     what: str,
-) -> None:
-    """Run a synthetic writer; ``usage_errors`` (e.g. a non-empty ``out``) become a usage error."""
-    t0 = time.time()
-    try:
-        write(out, cfg, workers=workers, progress=True)
-    except usage_errors as exc:
-        raise typer.BadParameter(str(exc)) from None
-    typer.echo(f"wrote {what} to {out} in {time.time() - t0:.1f} s")
+    doc: str,
+) -> Callable[..., None]:
+    """A ``mtpkdot synth KIND`` command: its options from SynthConfig, ``write()`` the (lazily
+    imported) writer; ``usage_errors`` (e.g. a non-empty ``out``) become a usage error."""
+
+    def command(out: Path, workers: int, **values: Any) -> None:
+        if "part" in values:
+            values["part"] = values["part"].upper()
+        try:
+            cfg = SynthConfig(**{**SYNTH_DEFAULTS[kind], **values})
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        t0 = time.time()
+        try:
+            write()(out, cfg, workers=workers, progress=True)
+        except usage_errors as exc:
+            raise typer.BadParameter(str(exc)) from None
+        typer.echo(f"wrote {what.format(n=cfg.subjects)} to {out} in {time.time() - t0:.1f} s")
+
+    params = _synth_parameters(kind, options)
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = doc
+    return command
 
 
-@synth_app.command("biovid")
-def synth_biovid_cmd(
-    out: Path = typer.Argument(..., help="output folder (absent or empty)"),
-    subjects: int = typer.Option(20, help="number of subjects"),
-    samples_per_class: int = typer.Option(10, help="samples per subject and class"),
-    seed: int = typer.Option(0, help="random seed (the dataset is a function of all options)"),
-    part: str = typer.Option("A", help="A: gsr ecg emg_trapezius; B: adds emg_corrugator emg_zygomaticus"),
-    video_strength: float = typer.Option(1.0, help="strength of the facial pain response"),
-    physio_strength: float = typer.Option(1.0, help="strength of the EDA / EMG pain response"),
-    non_responders: float = typer.Option(0.2, help="share of subjects without a response (per modality)"),
-    size: int = typer.Option(64, help="video frame side in pixels"),
-    fps: int = typer.Option(25, help="video frames per second"),
-    duration: float = typer.Option(5.5, help="sample length in seconds"),
-    five_class: bool = typer.Option(False, "--five-class", help="write BL1, PA1..PA4 (default: BL1 and PA4)"),
-    workers: int = typer.Option(1, help="parallel processes"),
-) -> None:
-    """Synthetic Biovid (official layout: samples.csv, video/, biosignals_filtered/)."""
+def _biovid_writer() -> Callable[..., object]:
     from mtpkdot.data.synthetic import synth_biovid
 
-    cfg = _synth_cfg(
-        subjects=subjects,
-        samples_per_class=samples_per_class,
-        seed=seed,
-        part=part.upper(),
-        video_strength=video_strength,
-        physio_strength=physio_strength,
-        non_responders=non_responders,
-        size=size,
-        fps=fps,
-        duration=duration,
-        five_class=five_class,
-    )
-    _write_synth(
-        synth_biovid, out, cfg, workers, (FileExistsError,), f"synthetic Biovid ({subjects} subjects)"
-    )
+    return synth_biovid
 
 
-@synth_app.command("affwild2")
-def synth_affwild2_cmd(
-    out: Path = typer.Argument(..., help="output folder (absent or empty)"),
-    videos: int = typer.Option(
-        12, "--videos", "--subjects", help="number of raw videos (one holds a _left/_right pair)"
-    ),
-    seed: int = typer.Option(0, help="random seed"),
-    video_strength: float = typer.Option(1.0, help="strength of the facial expression of valence/arousal"),
-    audio_strength: float = typer.Option(
-        1.0, "--audio-strength", "--physio-strength", help="strength of valence/arousal in the audio track"
-    ),
-    non_responders: float = typer.Option(
-        0.2, help="share of poker faces and of silent persons (independent)"
-    ),
-    size: int = typer.Option(64, help="face crop side in pixels"),
-    fps: int = typer.Option(25, help="frames per second"),
-    duration: float = typer.Option(10.0, help="mean video length in seconds"),
-    workers: int = typer.Option(1, help="parallel processes"),
-) -> None:
-    """Synthetic Affwild2 (ABAW layout: cropped_aligned/, annotations/, raw/ videos with audio)."""
+def _affwild2_writer() -> Callable[..., object]:
     from mtpkdot.data.synthetic import synth_affwild2
 
-    cfg = _synth_cfg(
-        subjects=videos,
-        seed=seed,
-        video_strength=video_strength,
-        physio_strength=audio_strength,
-        non_responders=non_responders,
-        size=size,
-        fps=fps,
-        duration=duration,
+    return synth_affwild2
+
+
+synth_app.command("biovid")(
+    _synth_command(
+        "biovid",
+        BIOVID_OPTIONS,
+        _biovid_writer,
+        (FileExistsError,),
+        "synthetic Biovid ({n} subjects)",
+        "Synthetic Biovid (official layout: samples.csv, video/, biosignals_filtered/).",
     )
-    _write_synth(
-        synth_affwild2,
-        out,
-        cfg,
-        workers,
+)
+synth_app.command("affwild2")(
+    _synth_command(
+        "affwild2",
+        AFFWILD2_OPTIONS,
+        _affwild2_writer,
         (FileExistsError, ValueError),
-        f"synthetic Affwild2 ({videos} videos)",
+        "synthetic Affwild2 ({n} videos)",
+        "Synthetic Affwild2 (ABAW layout: cropped_aligned/, annotations/, raw/ videos with audio).",
     )
+)
 
 
 def prepare_cmd(

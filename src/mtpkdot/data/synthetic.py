@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mtpkdot.config import SynthConfig
+from mtpkdot.config import SYNTH_DEFAULTS, SynthConfig
 
 BIOVID_CLASSES = ["BL1", "PA1", "PA2", "PA3", "PA4"]
 BIOVID_INTENSITY = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -219,43 +219,66 @@ def _bandlimited_noise(rng: np.random.Generator, n: int, low: float, high: float
 def _biosignals(
     rng: np.random.Generator, subj: dict[str, Any], effect: float, onset: float, duration: float, part: str
 ) -> dict[str, np.ndarray]:
-    """One sample's biosignals at 512 Hz (see docs/data.md, "Synthetic Biovid")."""
-    n = int(round(duration * SIGNAL_RATE))
-    t = np.arange(n) / SIGNAL_RATE
-    # EDA: tonic level and drift, the phasic response to the stimulus (latency 1.5-3 s, rise 0.75 s,
-    # decay 4 s), spontaneous responses in every class, sensor noise.
+    """One sample's biosignals at 512 Hz (see docs/data.md, "Synthetic Biovid"); the draws from ``rng``
+    happen in this order: EDA, ECG, EMG."""
+    t = np.arange(int(round(duration * SIGNAL_RATE))) / SIGNAL_RATE
+    out = {"gsr": _eda(rng, t, subj, effect, onset, duration), "ecg": _ecg(rng, t, subj, effect, onset)}
+    out.update(_emg(rng, t, subj["emg_level"], effect, onset, duration, part))
+    return out
+
+
+def _eda(
+    rng: np.random.Generator,
+    t: np.ndarray,
+    subj: dict[str, Any],
+    effect: float,
+    onset: float,
+    duration: float,
+) -> np.ndarray:
+    """EDA: tonic level and drift, the phasic response to the stimulus (latency 1.5-3 s), spontaneous
+    responses in every class, sensor noise."""
     latency = rng.uniform(1.5, 3.0)
     tau = np.clip(t - onset - latency, 0, None)
-    scr = (1 - np.exp(-tau / 0.75)) * np.exp(-tau / 4.0)
+    scr = (1 - np.exp(-tau / 0.75)) * np.exp(-tau / 4.0)  # rise 0.75 s, decay 4 s
     gsr = subj["eda_level"] + rng.normal(0, 0.05) * t + 1.2 * subj["eda_gain"] * effect * scr
     for _ in range(int(rng.integers(0, 3))):
-        t_s = rng.uniform(0, duration)
-        tau_s = np.clip(t - t_s, 0, None)
+        tau_s = np.clip(t - rng.uniform(0, duration), 0, None)
         gsr += rng.uniform(0.05, 0.5) * (1 - np.exp(-tau_s / 0.75)) * np.exp(-tau_s / 4.0)
-    gsr += rng.normal(0, 0.01, n)
-    # ECG: PQRST template on a beat phase; heart rate rises a little with the response.
+    return gsr + rng.normal(0, 0.01, len(t))
+
+
+def _ecg(
+    rng: np.random.Generator, t: np.ndarray, subj: dict[str, Any], effect: float, onset: float
+) -> np.ndarray:
+    """ECG: a PQRST template on a beat phase; the heart rate rises a little with the response."""
     hr = subj["heart_rate"] * (1 + 0.08 * effect * _smoothstep((t - onset - 1.0) / 1.5))
-    phase = np.cumsum(hr / 60.0) / SIGNAL_RATE + rng.uniform()
-    u = phase % 1.0
+    u = (np.cumsum(hr / 60.0) / SIGNAL_RATE + rng.uniform()) % 1.0
 
     def bump(c: float, w: float) -> np.ndarray:
         return np.exp(-0.5 * ((u - c) / w) ** 2)
 
     ecg = 0.12 * bump(0.2, 0.025) - 0.1 * bump(0.37, 0.008) + 1.0 * bump(0.4, 0.01)
-    ecg += -0.2 * bump(0.43, 0.01) + 0.3 * bump(0.65, 0.04) + rng.normal(0, 0.02, n)
-    # EMG: band-limited noise (20-200 Hz) times an envelope; the corrugator (and, weaker, the trapezius)
-    # bursts with the response, the zygomaticus bursts at random (a distractor).
+    return ecg + (-0.2 * bump(0.43, 0.01) + 0.3 * bump(0.65, 0.04) + rng.normal(0, 0.02, len(t)))
+
+
+def _emg(
+    rng: np.random.Generator,
+    t: np.ndarray,
+    base: float,
+    effect: float,
+    onset: float,
+    duration: float,
+    part: str,
+) -> dict[str, np.ndarray]:
+    """EMG: band-limited noise (20-200 Hz) times an envelope; the corrugator (and, weaker, the trapezius)
+    bursts with the response, the zygomaticus (part B) bursts at random (a distractor)."""
+    n = len(t)
     env_pain = (
         effect
         * _smoothstep((t - onset - 0.2) / 0.4)
         * (1 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t))
     )
-    base = subj["emg_level"]
-    out = {
-        "gsr": gsr,
-        "ecg": ecg,
-        "emg_trapezius": (base + 4.0 * env_pain) * _bandlimited_noise(rng, n, 20, 200),
-    }
+    out = {"emg_trapezius": (base + 4.0 * env_pain) * _bandlimited_noise(rng, n, 20, 200)}
     if part == "B":
         out["emg_corrugator"] = (base + 12.0 * env_pain) * _bandlimited_noise(rng, n, 20, 200)
         zyg = np.zeros(n)
@@ -278,65 +301,31 @@ def _write_bio_csv(path: Path, signals: dict[str, np.ndarray]) -> None:
         np.savetxt(fh, body, fmt=["%d"] + ["%.5f"] * len(cols), delimiter="\t")
 
 
-def _biovid_subject(out: Path, cfg: SynthConfig, s: int, classes: list[int]) -> list[dict[str, Any]]:
-    """Generate every sample of subject ``s``; returns its samples.csv rows."""
-    rng = np.random.default_rng([cfg.seed, s])
-    name = _subject_name(rng, s)
-    face = _face_params(rng)
-    subj = {
-        "resp_video": 0.0 if rng.random() < cfg.non_responders else rng.uniform(0.4, 1.0),
-        "resp_physio": 0.0 if rng.random() < cfg.non_responders else rng.uniform(0.4, 1.0),
+def _subject_traits(rng: np.random.Generator, non_responders: float) -> dict[str, Any]:
+    """How one subject responds (0 for a non-responder, per modality) and its physiological baselines."""
+    return {
+        "resp_video": 0.0 if rng.random() < non_responders else rng.uniform(0.4, 1.0),
+        "resp_physio": 0.0 if rng.random() < non_responders else rng.uniform(0.4, 1.0),
         "eda_level": rng.uniform(2.0, 15.0),
         "eda_gain": rng.uniform(0.6, 1.4),
         "heart_rate": rng.uniform(55, 85),
         "emg_level": rng.uniform(2.0, 6.0),
         "talker": rng.uniform(0.0, 1.0),
     }
-    size, fps = cfg.size, cfg.fps
-    n_frames = int(round(cfg.duration * fps))
-    t = np.arange(n_frames) / fps
+
+
+def _biovid_subject(out: Path, cfg: SynthConfig, s: int, classes: list[int]) -> list[dict[str, Any]]:
+    """Generate every sample of subject ``s``; returns its samples.csv rows."""
+    rng = np.random.default_rng([cfg.seed, s])
+    name = _subject_name(rng, s)
+    face = _face_params(rng)
+    subj = _subject_traits(rng, cfg.non_responders)
     rows = []
     for c in classes:
         for k in range(cfg.samples_per_class):
-            srng = np.random.default_rng([cfg.seed, s, c, k])
-            intensity = BIOVID_INTENSITY[c]
-            onset = srng.uniform(0.5, 1.5)
-            ev = cfg.video_strength * subj["resp_video"] * intensity * max(0.0, 1 + 0.35 * srng.normal())
-            ep = cfg.physio_strength * subj["resp_physio"] * intensity * max(0.0, 1 + 0.35 * srng.normal())
-            expr = min(ev, 2.0) * _smoothstep((t - onset - 0.3) / 0.6)
-            # nuisances independent of the label: head motion, roll, lighting, blinks, talking
-            hx, hy = _smooth_walk(srng, n_frames, 0.04), _smooth_walk(srng, n_frames, 0.03)
-            roll = _smooth_walk(srng, n_frames, 4.0)
-            gain, slope = srng.uniform(0.75, 1.25), srng.uniform(-0.15, 0.15)
-            blink = np.zeros(n_frames)
-            for b in srng.uniform(0, cfg.duration, size=int(srng.integers(0, 3))):
-                blink[np.abs(t - b) < 0.08] = 1
-            talk = (
-                subj["talker"]
-                * srng.uniform(0, 0.03)
-                * (0.5 + 0.5 * np.sin(2 * np.pi * srng.uniform(3, 5) * t))
-            )
-            # sensor noise: a bank of 16 noise images drawn per sample, picked at random per frame (cheap)
-            bank = srng.standard_normal(size=(16, size, size, 3), dtype=np.float32) * np.float32(6.0)
-            pick = srng.integers(0, 16, size=n_frames)
-            frames = np.empty((n_frames, size, size, 3), np.uint8)
-            for i in range(n_frames):
-                img = np.empty((size, size, 3), np.float32)
-                img[:] = face.background
-                draw_face(
-                    img,
-                    face,
-                    dx=hx[i],
-                    dy=hy[i],
-                    brow_drop=0.035 * expr[i],
-                    eye_open=(1 - 0.5 * min(expr[i], 1.5)) * (1 - blink[i]),
-                    mouth_open=0.03 * expr[i] + talk[i],
-                )
-                frames[i] = _finish_frame(img, gain, slope, bank[pick[i]], roll[i])
             sample_name = f"{name}-{BIOVID_CLASSES[c]}-{k + 1:03d}"
-            write_video(out / "video" / name / f"{sample_name}.mp4", frames, fps)
-            bio = _biosignals(srng, subj, ep, onset, cfg.duration, cfg.part)
-            _write_bio_csv(out / "biosignals_filtered" / name / f"{sample_name}_bio.csv", bio)
+            srng = np.random.default_rng([cfg.seed, s, c, k])
+            _biovid_sample(out, name, sample_name, cfg, face, subj, srng, BIOVID_INTENSITY[c])
             rows.append(
                 {
                     "subject_id": s,
@@ -347,6 +336,62 @@ def _biovid_subject(out: Path, cfg: SynthConfig, s: int, classes: list[int]) -> 
                 }
             )
     return rows
+
+
+def _biovid_sample(
+    out: Path,
+    subject: str,
+    sample: str,
+    cfg: SynthConfig,
+    face: FaceParams,
+    subj: dict[str, Any],
+    srng: np.random.Generator,
+    intensity: float,
+) -> None:
+    """Write one sample's video and biosignal CSV; the sample's response varies around the subject's."""
+    onset = srng.uniform(0.5, 1.5)
+    ev = cfg.video_strength * subj["resp_video"] * intensity * max(0.0, 1 + 0.35 * srng.normal())
+    ep = cfg.physio_strength * subj["resp_physio"] * intensity * max(0.0, 1 + 0.35 * srng.normal())
+    frames = _biovid_frames(srng, cfg, face, subj["talker"], ev, onset)
+    write_video(out / "video" / subject / f"{sample}.mp4", frames, cfg.fps)
+    bio = _biosignals(srng, subj, ep, onset, cfg.duration, cfg.part)
+    _write_bio_csv(out / "biosignals_filtered" / subject / f"{sample}_bio.csv", bio)
+
+
+def _biovid_frames(
+    srng: np.random.Generator, cfg: SynthConfig, face: FaceParams, talker: float, ev: float, onset: float
+) -> np.ndarray:
+    """A sample's video frames: the facial response of strength ``ev`` after ``onset``, and nuisances
+    independent of the label (head motion, roll, lighting, blinks, talking, sensor noise)."""
+    size, fps = cfg.size, cfg.fps
+    n_frames = int(round(cfg.duration * fps))
+    t = np.arange(n_frames) / fps
+    expr = min(ev, 2.0) * _smoothstep((t - onset - 0.3) / 0.6)
+    hx, hy = _smooth_walk(srng, n_frames, 0.04), _smooth_walk(srng, n_frames, 0.03)
+    roll = _smooth_walk(srng, n_frames, 4.0)
+    gain, slope = srng.uniform(0.75, 1.25), srng.uniform(-0.15, 0.15)
+    blink = np.zeros(n_frames)
+    for b in srng.uniform(0, cfg.duration, size=int(srng.integers(0, 3))):
+        blink[np.abs(t - b) < 0.08] = 1
+    talk = talker * srng.uniform(0, 0.03) * (0.5 + 0.5 * np.sin(2 * np.pi * srng.uniform(3, 5) * t))
+    # sensor noise: a bank of 16 noise images drawn per sample, picked at random per frame (cheap)
+    bank = srng.standard_normal(size=(16, size, size, 3), dtype=np.float32) * np.float32(6.0)
+    pick = srng.integers(0, 16, size=n_frames)
+    frames = np.empty((n_frames, size, size, 3), np.uint8)
+    for i in range(n_frames):
+        img = np.empty((size, size, 3), np.float32)
+        img[:] = face.background
+        draw_face(
+            img,
+            face,
+            dx=hx[i],
+            dy=hy[i],
+            brow_drop=0.035 * expr[i],
+            eye_open=(1 - 0.5 * min(expr[i], 1.5)) * (1 - blink[i]),
+            mouth_open=0.03 * expr[i] + talk[i],
+        )
+        frames[i] = _finish_frame(img, gain, slope, bank[pick[i]], roll[i])
+    return frames
 
 
 def _generate(out: Path, cfg: SynthConfig, kind: str, workers: int, progress: bool) -> Path:
@@ -449,8 +494,6 @@ def _voice(
 
 def _affwild2_video(out: Path, cfg: SynthConfig, i: int, split: str, paired: bool) -> list[dict[str, Any]]:
     """One raw video (with audio) and its one or two annotated persons."""
-    import cv2
-
     rng = np.random.default_rng([cfg.seed, 1000 + i])
     size, fps = cfg.size, cfg.fps
     n = int(round(cfg.duration * rng.uniform(0.8, 1.2) * fps))
@@ -461,69 +504,100 @@ def _affwild2_video(out: Path, cfg: SynthConfig, i: int, split: str, paired: boo
     bg = rng.uniform(30, 200, size=3)
     t_audio = np.arange(int(round(n / fps * AUDIO_RATE))) / AUDIO_RATE
     audio = 0.01 * rng.normal(0, 1, len(t_audio)).astype(np.float32)
-    raw = np.empty((n, size, size * people, 3), np.uint8)
     canvas = np.empty((n, size, size * people, 3), np.float32)
     canvas[:] = bg
     persons = []
     for p in range(people):
         prng = np.random.default_rng([cfg.seed, 1000 + i, p])
-        face = _face_params(prng)
-        face.background = tuple(bg)  # type: ignore[assignment]
-        val, aro = _va_trajectory(prng, t), _va_trajectory(prng, t)
-        flat = prng.random() < cfg.non_responders  # a poker face: the video carries no affect
-        silent = prng.random() < cfg.non_responders  # silent: the audio carries none of this person
-        ev = 0.0 if flat else cfg.video_strength * prng.uniform(0.5, 1.0)
-        hx = _smooth_walk(prng, n, 0.03) * (1 + ev * np.clip(aro, 0, None))
-        hy = _smooth_walk(prng, n, 0.02)
-        for k in range(n):
-            draw_face(
-                canvas[k],
-                face,
-                origin_x=p * size,
-                side=size,
-                dx=hx[k],
-                dy=hy[k],
-                brow_drop=-0.02 * ev * val[k],
-                eye_open=1 + 0.4 * ev * aro[k],
-                mouth_open=0.02 * ev * max(aro[k], 0),
-                smile=ev * val[k],
-            )
-        audio += _voice(prng, t_audio, fps, val, aro, cfg.physio_strength, silent)
+        val, aro, voice = _affwild2_person(prng, cfg, canvas, p, t, t_audio, bg)
+        audio += voice
         persons.append((val, aro))
-    noise_rng = np.random.default_rng([cfg.seed, 2000 + i])
-    for k in range(n):
-        raw[k] = _finish_frame(
-            canvas[k],
-            1.0,
-            0.0,
-            noise_rng.standard_normal(canvas[k].shape, dtype=np.float32) * np.float32(5.0),
-            0.0,
-        )
+    raw = _sensor_noise(canvas, np.random.default_rng([cfg.seed, 2000 + i]))
     batch = "batch1" if i % 2 == 0 else "batch2"
     write_video(out / "raw" / batch / f"{base}.mp4", raw, fps, audio=np.clip(audio, -1, 1))
-    rows = []
-    for p, vid in enumerate(ids):
-        crop_dir = out / "cropped_aligned" / vid
-        crop_dir.mkdir(parents=True, exist_ok=True)
-        drop = set()
-        if rng.random() < 0.5:  # a short run of frames without a detected face, as in the real release
-            d0 = int(rng.integers(0, max(1, n - 5)))
-            drop = set(range(d0, d0 + int(rng.integers(1, 4))))
-        for k in range(n):
-            if k not in drop:
-                face_img = raw[k, :, p * size : (p + 1) * size]
-                cv2.imwrite(str(crop_dir / f"{k + 1:05d}.jpg"), cv2.cvtColor(face_img, cv2.COLOR_RGB2BGR))
-        val, aro = persons[p]
-        lines = [f"{v:.3f},{a:.3f}" for v, a in zip(val, aro, strict=True)]
-        if rng.random() < 0.6:  # unannotated frames (-5), masked from loss and metric
-            g0 = int(rng.integers(0, max(1, n - n // 20)))
-            for k in range(g0, min(n, g0 + max(2, n // 25))):
-                lines[k] = "-5,-5"
-        ann = out / "annotations" / "VA_Estimation_Challenge" / split / f"{vid}.txt"
-        ann.parent.mkdir(parents=True, exist_ok=True)
-        ann.write_text("valence,arousal\n" + "\n".join(lines) + "\n")
-        rows.append({"video_id": vid, "split": split})
-    return rows
+    return [
+        _write_person(out, rng, raw[:, :, p * size : (p + 1) * size], vid, split, *persons[p])
+        for p, vid in enumerate(ids)
+    ]
+
+
+def _affwild2_person(
+    prng: np.random.Generator,
+    cfg: SynthConfig,
+    canvas: np.ndarray,
+    p: int,
+    t: np.ndarray,
+    t_audio: np.ndarray,
+    bg: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw person ``p`` into its part of ``canvas``; returns its valence, arousal and voice. A poker
+    face (video) and a silent person (audio) carry none of the affect, independently."""
+    size = cfg.size
+    face = _face_params(prng)
+    face.background = tuple(bg)  # type: ignore[assignment]
+    val, aro = _va_trajectory(prng, t), _va_trajectory(prng, t)
+    flat = prng.random() < cfg.non_responders
+    silent = prng.random() < cfg.non_responders
+    ev = 0.0 if flat else cfg.video_strength * prng.uniform(0.5, 1.0)
+    hx = _smooth_walk(prng, len(t), 0.03) * (1 + ev * np.clip(aro, 0, None))
+    hy = _smooth_walk(prng, len(t), 0.02)
+    for k in range(len(t)):
+        draw_face(
+            canvas[k],
+            face,
+            origin_x=p * size,
+            side=size,
+            dx=hx[k],
+            dy=hy[k],
+            brow_drop=-0.02 * ev * val[k],
+            eye_open=1 + 0.4 * ev * aro[k],
+            mouth_open=0.02 * ev * max(aro[k], 0),
+            smile=ev * val[k],
+        )
+    return val, aro, _voice(prng, t_audio, cfg.fps, val, aro, cfg.physio_strength, silent)
+
+
+def _sensor_noise(canvas: np.ndarray, noise_rng: np.random.Generator) -> np.ndarray:
+    """The raw video's frames: ``canvas`` plus fresh sensor noise per frame, as uint8."""
+    raw = np.empty(canvas.shape, np.uint8)
+    for k in range(len(canvas)):
+        noise = noise_rng.standard_normal(canvas[k].shape, dtype=np.float32) * np.float32(5.0)
+        raw[k] = _finish_frame(canvas[k], 1.0, 0.0, noise, 0.0)
+    return raw
+
+
+def _write_person(
+    out: Path,
+    rng: np.random.Generator,
+    crops: np.ndarray,
+    vid: str,
+    split: str,
+    val: np.ndarray,
+    aro: np.ndarray,
+) -> dict[str, Any]:
+    """One person's cropped-aligned frames (a few may lack a detected face) and VA annotation file
+    (some frames unannotated, -5, as in the real release)."""
+    import cv2
+
+    n = len(crops)
+    crop_dir = out / "cropped_aligned" / vid
+    crop_dir.mkdir(parents=True, exist_ok=True)
+    drop = set()
+    if rng.random() < 0.5:  # a short run of frames without a detected face
+        d0 = int(rng.integers(0, max(1, n - 5)))
+        drop = set(range(d0, d0 + int(rng.integers(1, 4))))
+    for k in range(n):
+        if k not in drop:
+            cv2.imwrite(str(crop_dir / f"{k + 1:05d}.jpg"), cv2.cvtColor(crops[k], cv2.COLOR_RGB2BGR))
+    lines = [f"{v:.3f},{a:.3f}" for v, a in zip(val, aro, strict=True)]
+    if rng.random() < 0.6:  # unannotated frames (-5), masked from loss and metric
+        g0 = int(rng.integers(0, max(1, n - n // 20)))
+        for k in range(g0, min(n, g0 + max(2, n // 25))):
+            lines[k] = "-5,-5"
+    ann = out / "annotations" / "VA_Estimation_Challenge" / split / f"{vid}.txt"
+    ann.parent.mkdir(parents=True, exist_ok=True)
+    ann.write_text("valence,arousal\n" + "\n".join(lines) + "\n")
+    return {"video_id": vid, "split": split}
 
 
 def _fill_affwild2(out: Path, cfg: SynthConfig, workers: int, progress: bool) -> None:
@@ -547,7 +621,9 @@ def synth_affwild2(
     seconds; ``video_strength`` scales the facial expression of valence/arousal, ``physio_strength`` the
     audio's (the privileged modality here).
     """
-    return _generate(Path(out), cfg or SynthConfig(duration=10.0), "affwild2", workers, progress)
+    return _generate(
+        Path(out), cfg or SynthConfig(**SYNTH_DEFAULTS["affwild2"]), "affwild2", workers, progress
+    )
 
 
 # ------------------------------------------------------------------------------------------- readers
@@ -558,8 +634,7 @@ def ensure_generated(data_cfg: Any, kind: str) -> Path:
     if data_cfg.root is None:
         raise ValueError(f"data.root must be set for dataset 'synthetic_{kind}' (where to generate it)")
     root = Path(data_cfg.root)
-    default = SynthConfig() if kind == "biovid" else SynthConfig(duration=10.0)
-    cfg = data_cfg.synthetic or default
+    cfg = data_cfg.synthetic or SynthConfig(**SYNTH_DEFAULTS[kind])
     if not root.exists() or not any(root.iterdir()):
         gen = synth_biovid if kind == "biovid" else synth_affwild2
         gen(root, cfg, workers=data_cfg.workers, progress=True)

@@ -5,13 +5,17 @@
 AMP scaler, every RNG state, history), and ``best.pt`` when the validation metric improved. A second
 call on the same stage folder continues after the last finished epoch and reaches the same result as
 an uninterrupted run. Batches come from the caller: for cached features plain index tensors
-(:func:`index_batches`), no DataLoader.
+(:func:`index_batches`), no DataLoader. With ``tensorboard=True`` every metrics.csv row is also written
+as TensorBoard scalars under ``<stage_dir>/tensorboard`` (:func:`_tensorboard_sink`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import csv
+import importlib.util
+import io
 import math
 import os
 import sys
@@ -151,21 +155,57 @@ def _floats(losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
 
 
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
-    cols: list[str] = []
-    for row in history:
-        for key in row:
-            if key not in cols:
-                cols.append(key)
-    lines = [",".join(cols)]
-    for row in history:
-        lines.append(",".join("" if row.get(c) is None else _fmt(row[c]) for c in cols))
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    cols = list(dict.fromkeys(key for row in history for key in row))  # first-seen order
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=cols, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: _fmt(v) for k, v in row.items() if v is not None} for row in history)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else str(value)
     return str(value)
+
+
+TENSORBOARD_DIR = "tensorboard"
+"""Folder of a stage's TensorBoard events, inside the stage folder: one TensorBoard run per stage."""
+
+
+def _tensorboard_tag(column: str) -> str:
+    """``train_total`` -> ``train/total`` (TensorBoard groups tags by their first part); ``lr`` stays."""
+    return column.replace("_", "/", 1)
+
+
+def _tensorboard_sink(
+    log_dir: Path | None, history: list[dict[str, Any]]
+) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
+    """``(log, close)``: ``log(row)`` writes a metrics.csv row as scalars at step ``row["epoch"]`` and
+    flushes (a run is watched live); both are no-ops when ``log_dir`` is None. The rows of ``history``
+    (a resumed stage) are written again first, and ``purge_step=1`` hides what an earlier, interrupted
+    writer left, so each epoch shows once. An exception that ends ``fit`` leaves the writer open, with
+    every finished epoch already on disk (its thread is a daemon, so exit does not wait on it)."""
+    if log_dir is None:
+        return (lambda row: None), (lambda: None)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir), purge_step=1 if history else None)
+
+    def log(row: dict[str, Any]) -> None:
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, (int, float)):
+                writer.add_scalar(_tensorboard_tag(key), float(value), int(row["epoch"]))
+        writer.flush()
+
+    for row in history:
+        log(row)
+    return log, writer.close
+
+
+def _check_tensorboard() -> None:
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ValueError("tensorboard=True needs the tensorboard package: pip install mtpkdot[tensorboard]")
 
 
 def _module_states(modules: Mapping[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
@@ -191,6 +231,7 @@ def fit(
     on_epoch_end: Callable[[int], None] | None = None,
     write: bool = True,
     progress: bool | None = None,
+    tensorboard: bool = False,
 ) -> FitResult:
     """Train ``modules`` for up to ``epochs`` epochs with early stopping on ``validate()[primary]``.
 
@@ -200,8 +241,13 @@ def fit(
     snapshots). ``section`` is the config section this stage depends on; a ``last.pt`` written with a
     different one raises :class:`~mtpkdot.engine.checkpoint.ConfigMismatchError`. On return the modules
     hold the weights of the best validation epoch. ``write=False`` (non-zero DDP ranks) writes nothing.
+    ``tensorboard=True`` also writes each metrics.csv row as TensorBoard scalars under
+    ``<stage_dir>/tensorboard`` (tag = column with its first ``_`` as ``/``, step = epoch).
     """
     from tqdm.auto import tqdm
+
+    if tensorboard:
+        _check_tensorboard()  # every rank, before any training
 
     stage_dir = Path(stage_dir)
     last_path, best_path = stage_dir / layout.LAST, stage_dir / layout.BEST
@@ -234,6 +280,8 @@ def fit(
         total=epochs, initial=start - 1, desc=stage, unit="ep", leave=False, disable=not (show and write)
     )
     epoch = start - 1
+    tb_dir = stage_dir / TENSORBOARD_DIR if tensorboard and write and start <= epochs else None
+    log_scalars, close_scalars = _tensorboard_sink(tb_dir, history)
     for epoch in range(start, epochs + 1):
         row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         row.update(train_epoch(epoch))
@@ -274,14 +322,17 @@ def fit(
                 section,
             )
             _write_metrics(stage_dir / layout.METRICS, history)
+            log_scalars(row)
         bar.update(1)
         bar.set_postfix({primary: f"{float(metrics[primary]):.4g}"})
         if os.environ.get(INTERRUPT_ENV, "") == f"{stage}:{epoch}":
             bar.close()
+            close_scalars()
             raise StageInterrupted(f"stage {stage} interrupted after epoch {epoch} ({INTERRUPT_ENV})")
         if stopped:
             break
     bar.close()
+    close_scalars()
     for name, module in modules.items():
         module.load_state_dict(best_states[name])
     return FitResult(best_epoch=best_epoch, best_score=sign * best_score, epochs_run=epoch, history=history)

@@ -18,26 +18,11 @@ def log_to_stderr() -> None:
     logging.basicConfig(level=logging.INFO, format="mtpkdot: %(message)s")
 
 
-def _split_ints(text: str | None, what: str) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise typer.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
-
-
-def _split_names(text: str | None) -> list[str] | None:
-    if not text:
-        return None
-    return [x for x in text.replace(" ", "").split(",") if x]
-
-
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_cmd(
         config: Path = typer.Argument(
-            ..., exists=True, dir_okay=False, help="experiment config (YAML), e.g. configs/biovid_b.yaml"
+            ..., help="experiment config: a YAML file or a shipped config's name (`mtpkdot config`)"
         ),
         set_: list[str] = typer.Option(
             [], "--set", help="override a config key, dotted: --set student.lr=1e-4 (repeatable)"
@@ -158,13 +143,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a grid of experiments (one run dir per point, resumable) and write the sweep report
         (Fig. 7: metric vs batch size x anchors; Table VI when centroid is on the grid)."""
+        from mtpkdot.cli import comma_list
         from mtpkdot.config import ConfigError
         from mtpkdot.pipeline.sweep import parse_grid, plan_sweep, run_sweep
         from mtpkdot.report.sweep import write_sweep_report
         from mtpkdot.sweep_plan import SweepError, read_plan
 
         log_to_stderr()
-        method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+        method_list = comma_list(methods, "--methods")
         try:
             if dry_run:
                 out_dir, plan = plan_sweep(config, parse_grid(grid), overrides, method_list, out)
@@ -188,7 +174,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _run_and_report(cfg, run_dir: Path, folds, methods, seeds, device, amp) -> None:  # noqa: ANN001
-    from mtpkdot.cli import user_errors
+    from mtpkdot.cli import comma_list, user_errors
 
     log_to_stderr()
     from mtpkdot.pipeline.experiment import run_experiment
@@ -198,9 +184,9 @@ def _run_and_report(cfg, run_dir: Path, folds, methods, seeds, device, amp) -> N
         summary = run_experiment(
             cfg,
             run_dir,
-            folds=_split_ints(folds, "--folds"),
-            methods=_split_names(methods),
-            seeds=_split_ints(seeds, "--seeds"),
+            folds=comma_list(folds, "--folds", int),
+            methods=comma_list(methods, "--methods"),
+            seeds=comma_list(seeds, "--seeds", int),
             device=device,
             amp=amp,
         )

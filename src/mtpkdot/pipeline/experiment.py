@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 META_KEYS = {"stage", "seed", "fold", "n_test", "best_epoch"}
 # settings that choose WHAT to run or WHERE, not what a result is: they may change between resumes
-SELECTION_KEYS = ("name", "seeds", "device", "amp", "num_threads")
+SELECTION_KEYS = ("name", "seeds", "device", "amp", "num_threads", "tensorboard")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -180,6 +180,7 @@ def fit_trainable(ctx: FoldContext, stage: str, t: Trainable) -> Any:
         on_start=t.on_start,
         on_epoch_end=t.on_epoch_end,
         write=ctx.write,
+        tensorboard=ctx.cfg.tensorboard,
     )
 
 
