@@ -16,6 +16,7 @@ from mtpkdot.cli import app
 from mtpkdot.engine.loop import INTERRUPT_ENV
 
 METHODS = ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot"]
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "src" / "mtpkdot" / "resources" / "demo.yaml"
 
 
 def tiny_overrides(data_root, store) -> list[str]:
