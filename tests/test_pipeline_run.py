@@ -254,6 +254,33 @@ def test_export_works_after_the_store_is_deleted(tiny, tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_stale_feature_cache_is_detected(tiny, tmp_path):
+    """A backbone checkpoint that no longer matches the cached features stops the run, naming the cache."""
+    import shutil
+
+    import torch
+
+    from mtpkdot.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny["run"], run)
+    best = run / "seed0" / "fold1" / "backbone_video" / "best.pt"
+    state = load_checkpoint(best)
+    weights = state["modules"]["model"]
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[key] = weights[key] + 1.0  # as if the backbone had been retrained after the cache was made
+    save_checkpoint(
+        best, {k: v for k, v in state.items() if k not in ("config", "config_hash")}, state["config"]
+    )
+    teacher = run / "seed0" / "fold1" / "teacher" / "best.pt"
+    stamp = teacher.stat().st_mtime_ns
+    args = ["demo", "--out", str(run), "--device", "cpu"] + _set_args(tiny["sets"])
+    with pytest.raises(RuntimeError, match=r"feature cache of 'video' was computed with another backbone"):
+        _cli(args)
+    assert teacher.stat().st_mtime_ns == stamp  # nothing downstream ran on the stale features
+    assert torch.equal(load_checkpoint(best)["modules"]["model"][key], weights[key])
+
+
 def test_evaluate_rebuilds_the_summary(tiny):
     summary = tiny["run"] / "summary.csv"
     before = summary.read_text()
