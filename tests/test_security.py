@@ -82,6 +82,7 @@ def test_checkpoints_keep_numpy_state_and_load_weights_only(tmp_path: Path) -> N
         "rng": {"numpy": np.random.get_state(), "torch": torch.get_rng_state()},
         "extra": {"snap": np.arange(6, dtype=np.float32).reshape(2, 3)},
         "history": [{"epoch": 1, "val_accuracy": np.float64(50.0)}],
+        "modules": {"bn": torch.nn.BatchNorm1d(3).state_dict()},
     }
     path = save_checkpoint(tmp_path / "last.pt", state, {"lr": 0.1})
     torch.load(path, weights_only=True)  # no pickled numpy object left in the file
@@ -95,3 +96,5 @@ def test_checkpoints_keep_numpy_state_and_load_weights_only(tmp_path: Path) -> N
     np.testing.assert_array_equal(np.random.rand(3), want)
     assert back["extra"]["snap"].dtype == np.float32 and back["extra"]["snap"][1, 2] == 5
     assert back["history"][0]["val_accuracy"] == 50.0
+    # state dicts come back as saved, with the module versions load_state_dict reads
+    assert back["modules"]["bn"]._metadata == state["modules"]["bn"]._metadata

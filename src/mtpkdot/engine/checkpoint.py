@@ -11,6 +11,7 @@ similarity snapshots) are stored as tensors tagged with their dtype and turned b
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import pickle
@@ -43,21 +44,31 @@ def to_plain(obj: Any) -> Any:
         return {_NDARRAY: torch.from_numpy(np.ascontiguousarray(obj)), "dtype": obj.dtype.str}
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, dict):
-        return {k: to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_plain(v) for v in obj)
-    return obj
+    return _map_container(obj, to_plain)
 
 
 def from_plain(obj: Any) -> Any:
     """Inverse of :func:`to_plain`: tagged tensors become numpy arrays of their original dtype again."""
+    if isinstance(obj, dict) and _NDARRAY in obj:
+        return obj[_NDARRAY].numpy().astype(np.dtype(obj["dtype"]), copy=False)
+    return _map_container(obj, from_plain)
+
+
+def _map_container(obj: Any, fn: Any) -> Any:
+    """``fn`` applied inside dicts, lists and tuples; a container with nothing changed is returned as
+    is, so state dicts keep their type and ``_metadata`` (module versions ``load_state_dict`` reads)."""
     if isinstance(obj, dict):
-        if _NDARRAY in obj:
-            return obj[_NDARRAY].numpy().astype(np.dtype(obj["dtype"]), copy=False)
-        return {k: from_plain(v) for k, v in obj.items()}
+        new = {k: fn(v) for k, v in obj.items()}
+        if all(new[k] is obj[k] for k in obj):
+            return obj
+        out = copy.copy(obj)
+        out.update(new)
+        return out
     if isinstance(obj, (list, tuple)):
-        return type(obj)(from_plain(v) for v in obj)
+        items = [fn(v) for v in obj]
+        if all(a is b for a, b in zip(items, obj, strict=True)):
+            return obj
+        return type(obj)(items)
     return obj
 
 
