@@ -48,7 +48,7 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 300.0) -> None:
 def test_sigkilled_run_resumes_to_the_uninterrupted_summary(tmp_path):
     """`mtpkdot run` in a subprocess, SIGKILLed in the middle of a student stage (after its first
     epoch's last.pt, before its end), rerun: summary.csv equals that of a run never interrupted."""
-    sets = tiny_overrides(tmp_path / "data", tmp_path / "store") + ["student.epochs=12"]
+    sets = tiny_overrides(tmp_path / "data", tmp_path / "store") + ["student.epochs=30"]
     common = [str(DEMO_CONFIG), "--device", "cpu", "--methods", "none,pkdot"]
     common += [a for s in sets for a in ("--set", s)]
     _invoke(["run", *common, "--out", str(tmp_path / "clean")])
@@ -61,7 +61,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_summary(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert not (stage / "done").is_file() and not (killed / "summary.csv").exists()
     epochs_before = len(pd.read_csv(stage / "metrics.csv"))
-    assert 1 <= epochs_before < 12  # really in the middle of the stage
+    assert 1 <= epochs_before < 30  # really in the middle of the stage
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]

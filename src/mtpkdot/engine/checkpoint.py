@@ -80,16 +80,17 @@ def safe_torch_load(path: Path, what: str, map_location: str | torch.device = "c
         if "weights only load failed" not in str(exc).lower():
             raise
         raise UnsafeFileError(
-            f"{what} {path} is refused: it holds pickled Python objects, not only tensors and plain "
-            f"containers ({_unpickler_reason(str(exc))}); loading it could run code, so it was not loaded"
+            f"{what} {path} is refused: it holds more than tensors and plain containers "
+            f"({_unpickler_reason(str(exc))}), so it was not loaded and none of its code ran"
         ) from None
 
 
 def _unpickler_reason(message: str) -> str:
     """The line of torch's long weights-only message that names what the file asked for."""
     for line in message.splitlines():
-        if "GLOBAL" in line or "WeightsUnpickler error" in line or "Unsupported" in line:
-            return line.strip().removeprefix("WeightsUnpickler error:").strip()
+        line = line.split("WeightsUnpickler error:")[-1].strip()
+        if "GLOBAL" in line or line.startswith(("Unsupported", "Trying to load")):
+            return line.rstrip(".")
     return "content the weights-only unpickler does not accept"
 
 

@@ -184,7 +184,7 @@ def load_bundle(path: str | Path) -> BundleModel:
     except UnsafeFileError:
         raise
     except Exception as exc:  # a torn file or not a torch file at all
-        raise ValueError(f"bundle {path} cannot be read ({exc})") from None
+        raise ValueError(f"bundle {path} cannot be read ({type(exc).__name__}: {exc})") from None
     if not isinstance(content, dict):
         raise ValueError(f"bundle {path} is not an mtpkdot student bundle (a {type(content).__name__})")
     return BundleModel(content)
