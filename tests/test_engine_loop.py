@@ -136,8 +136,50 @@ def test_resume_with_other_config_is_refused(tmp_path):
         )
 
 
-def test_early_stopping(tmp_path):
-    res, _ = _fit(tmp_path, patience=1)
-    assert res.epochs_run <= 6
-    # stopped exactly one epoch after the last improvement (or ran to the end)
-    assert res.epochs_run == 6 or res.epochs_run == res.best_epoch + 1
+def _scripted_fit(stage_dir, losses: list[float], patience: int | None):
+    """fit() on a model whose epoch ``e`` sets its weight to ``e`` and scores ``losses[e - 1]``."""
+    model = nn.Linear(1, 1, bias=False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    trained: list[int] = []
+
+    def train_epoch(epoch: int) -> dict[str, float]:
+        trained.append(epoch)
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        return {"train_total": 0.0}
+
+    def validate() -> dict[str, float]:
+        return {"loss": losses[int(model.weight.item()) - 1]}
+
+    res = fit(
+        stage="toy",
+        stage_dir=stage_dir,
+        modules={"model": model},
+        optimizer=opt,
+        train_epoch=train_epoch,
+        validate=validate,
+        primary="loss",
+        higher_is_better=False,
+        epochs=len(losses),
+        patience=patience,
+        section={"lr": 0.1},
+    )
+    return res, model, trained
+
+
+# best at epoch 2, then two worse epochs, then better again (which patience 2 must never see)
+LOSSES = [1.0, 0.5, 0.6, 0.7, 0.4, 0.3, 0.2, 0.1]
+
+
+def test_early_stopping_honours_patience(tmp_path):
+    res, model, trained = _scripted_fit(tmp_path / "p2", LOSSES, patience=2)
+    assert trained == [1, 2, 3, 4]  # stopped after two epochs without improvement
+    assert res.epochs_run == 4 and res.best_epoch == 2 and res.best_score == 0.5
+    assert model.weight.item() == 2.0  # the best epoch's weights are restored
+    # a finished (stopped) stage does not train again when fit is called on it once more
+    again, _, trained_again = _scripted_fit(tmp_path / "p2", LOSSES, patience=2)
+    assert trained_again == [] and again.best_epoch == 2
+    res3, _, trained3 = _scripted_fit(tmp_path / "p3", LOSSES, patience=3)
+    assert trained3 == list(range(1, 9)) and res3.best_epoch == 8
+    res_none, _, trained_none = _scripted_fit(tmp_path / "none", [1.0] + [2.0] * 7, patience=None)
+    assert trained_none == list(range(1, 9)) and res_none.best_epoch == 1

@@ -16,6 +16,7 @@ from mtpkdot.cli import app
 from mtpkdot.engine.loop import INTERRUPT_ENV
 
 METHODS = ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot"]
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "src" / "mtpkdot" / "resources" / "demo.yaml"
 
 
 def tiny_overrides(data_root, store) -> list[str]:
@@ -74,6 +75,32 @@ def tiny(tmp_path_factory):
 
 def _set_args(sets: list[str]) -> list[str]:
     return [a for s in sets for a in ("--set", s)]
+
+
+def fold_test_indices(run: Path, fold: int, store) -> np.ndarray:
+    """Store indices of the test samples of ``fold`` (seed 0), in store order."""
+    split = pd.read_csv(run / "seed0" / f"fold{fold}" / "split.csv", dtype=str)
+    test = set(split.loc[split["role"] == "test", "sample_id"])
+    return np.flatnonzero(store.manifest["sample_id"].isin(test).to_numpy())
+
+
+def run_student_outputs(run: Path, fold: int, method: str, model, idx: np.ndarray):
+    """What the run's student computed for store samples ``idx``: its selected checkpoint (best.pt)
+    applied to the backbone features the run cached (not to the bundle's own backbone)."""
+    import copy
+
+    import torch
+
+    from mtpkdot.engine.checkpoint import load_checkpoint
+
+    fold_dir = run / "seed0" / f"fold{fold}"
+    state = load_checkpoint(fold_dir / f"student_{method}" / "best.pt")["modules"]["student"]
+    student = copy.deepcopy(model.student)
+    student.load_state_dict({k: v for k, v in state.items() if not k.startswith("backbones.")})
+    feats = {m: torch.from_numpy(np.load(fold_dir / "features" / f"{m}.npy")[idx]) for m in model.prevalent}
+    with torch.no_grad():
+        out, _ = student.eval()(feats)
+    return out
 
 
 def test_demo_writes_the_run_directory_layout(tiny):
@@ -167,7 +194,7 @@ def test_export_and_predict_use_the_prevalent_modality_only(tiny, tmp_path):
     bundle = tmp_path / "student.pt"
     res = _cli(["export", str(tiny["run"]), "--fold", "1", "--method", "mtpkdot", "--out", str(bundle)])
     assert res.exit_code == 0, res.output
-    content = torch.load(bundle, weights_only=False)
+    content = torch.load(bundle, weights_only=True)
     assert set(content["backbones"]) == {"video"}  # no privileged backbone
     assert "teacher" not in content and "adapters" not in content
     # a prepared sample from the store, and a raw video file from the synthetic dataset
@@ -184,12 +211,18 @@ def test_export_and_predict_use_the_prevalent_modality_only(tiny, tmp_path):
     for row in rows:
         assert set(row["probabilities"]) == {"BL1", "PA4"}
         assert abs(sum(row["probabilities"].values()) - 1) < 1e-5
-    # the bundle reproduces the run's student on the stored sample
+    # the bundle reproduces the run's student on the fold's test samples
     from mtpkdot.pipeline.bundle import load_bundle
 
     model = load_bundle(bundle)
-    out = model({"video": np.asarray(store.array("video")[:4])})
-    assert out.shape == (4, 2) and torch.isfinite(out).all()
+    idx = fold_test_indices(tiny["run"], 1, store)
+    out = model({"video": np.asarray(store.array("video")[idx])})
+    want = run_student_outputs(tiny["run"], 1, "mtpkdot", model, idx)
+    torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
+    # ... and those are the predictions the run scored: same test accuracy as its test.json
+    test = json.loads((tiny["run"] / "seed0" / "fold1" / "student_mtpkdot" / "test.json").read_text())
+    labels = torch.as_tensor(np.asarray(store.labels)[idx])
+    assert 100.0 * (out.argmax(-1) == labels).float().mean().item() == pytest.approx(test["accuracy"])
 
 
 def test_export_works_after_the_store_is_deleted(tiny, tmp_path):
@@ -212,7 +245,7 @@ def test_export_works_after_the_store_is_deleted(tiny, tmp_path):
         _cli(["export", str(tiny["run"]), "--fold", "1", "--method", "mtpkdot", "--out", str(want)]).exit_code
         == 0
     )
-    got, ref = torch.load(bundle, weights_only=False), torch.load(want, weights_only=False)
+    got, ref = torch.load(bundle, weights_only=True), torch.load(want, weights_only=True)
     assert got["task"] == ref["task"] and got["item_shapes"] == ref["item_shapes"]
     # without the copy either, the error names both places
     (run / "store_meta.json").unlink()
@@ -221,11 +254,40 @@ def test_export_works_after_the_store_is_deleted(tiny, tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_stale_feature_cache_is_detected(tiny, tmp_path):
+    """A backbone checkpoint that no longer matches the cached features stops the run, naming the cache."""
+    import shutil
+
+    import torch
+
+    from mtpkdot.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny["run"], run)
+    best = run / "seed0" / "fold1" / "backbone_video" / "best.pt"
+    state = load_checkpoint(best)
+    weights = state["modules"]["model"]
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[key] = weights[key] + 1.0  # as if the backbone had been retrained after the cache was made
+    save_checkpoint(
+        best, {k: v for k, v in state.items() if k not in ("config", "config_hash")}, state["config"]
+    )
+    teacher = run / "seed0" / "fold1" / "teacher" / "best.pt"
+    stamp = teacher.stat().st_mtime_ns
+    args = ["demo", "--out", str(run), "--device", "cpu"] + _set_args(tiny["sets"])
+    with pytest.raises(RuntimeError, match=r"feature cache of 'video' was computed with another backbone"):
+        _cli(args)
+    assert teacher.stat().st_mtime_ns == stamp  # nothing downstream ran on the stale features
+    assert torch.equal(load_checkpoint(best)["modules"]["model"][key], weights[key])
+
+
 def test_evaluate_rebuilds_the_summary(tiny):
-    before = (tiny["run"] / "summary.csv").read_text()
+    summary = tiny["run"] / "summary.csv"
+    before = summary.read_text()
+    summary.unlink()
     res = _cli(["evaluate", str(tiny["run"])])
     assert res.exit_code == 0 and "mtpkdot" in res.output
-    assert (tiny["run"] / "summary.csv").read_text() == before
+    assert summary.read_text() == before
 
 
 def test_run_help_lists_the_options():
@@ -248,8 +310,8 @@ def test_finetune_backbone_trains_the_student_end_to_end(tiny):
     )
     assert res.exit_code == 0, res.output
     fold = run / "seed0" / "fold1"
-    student = torch.load(fold / "student_mtpkdot" / "best.pt", weights_only=False)["modules"]["student"]
-    start = torch.load(fold / "backbone_video" / "best.pt", weights_only=False)["modules"]["model"]
+    student = torch.load(fold / "student_mtpkdot" / "best.pt", weights_only=True)["modules"]["student"]
+    start = torch.load(fold / "backbone_video" / "best.pt", weights_only=True)["modules"]["model"]
     keys = [k for k in student if k.startswith("backbones.video.") and k.endswith("weight")]
     assert keys
     moved = [not torch.equal(student[k], start["backbone." + k[len("backbones.video.") :]]) for k in keys]

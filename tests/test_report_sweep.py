@@ -4,6 +4,7 @@ and the sweep report from fake point dirs (mtpkdot.report.sweep)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -207,21 +208,52 @@ def test_sweep_report_figure_and_centroid_table(sweep_dir):
     assert "p=0.031 (n=6)" in md
 
 
-def test_rerun_resumes_and_report_command(sweep_dir, base_config):
+def test_report_command_on_a_sweep_folder(sweep_dir):
     from mtpkdot.cli import app
 
     out, _ = sweep_dir
-    calls: list[str] = []
-    run_sweep(
-        base_config,
-        ["batch_size=16,32,64", "anchors=10,20", "centroid=none,similarity"],
-        out=out,
-        runner=fake_runner(calls),
-    )
-    assert len(calls) == 10  # the pipeline itself skips finished stages; the sweep calls it per point
     res = CliRunner().invoke(app, ["report", str(out)])
     assert res.exit_code == 0, res.output
     assert "sweep_report.md" in res.output
+
+
+def _file_stamps(folder):
+    """Every file of every stage of the grid points -> (mtime_ns, content): untouched means equal.
+    (Not the fold's split.csv: written on every run, a record rather than work.)"""
+    return {
+        p.relative_to(folder): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(folder.glob("*/seed*/fold*/*/**/*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_real_sweep_rerun_resumes_finished_points_and_stages(tmp_path):
+    """The real pipeline, twice: the rerun redoes exactly the one stage that was lost, nothing else."""
+    from mtpkdot.cli import app
+    from test_pipeline_run import DEMO_CONFIG, tiny_overrides
+
+    sets = tiny_overrides(tmp_path / "data", tmp_path / "store")
+    out = tmp_path / "sw"
+    args = ["sweep", str(DEMO_CONFIG), "--grid", "anchors=2,3", "--out", str(out)]
+    args += ["--methods", "none,mtpkdot"] + [a for s in sets + ["device=cpu"] for a in ("--set", s)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    points = sorted(p.parent.name for p in out.glob("*/summary.csv"))
+    assert points == ["anchors-2", "anchors-3"]
+    summaries = {p: (out / p / "summary.csv").read_text() for p in points}
+    lost = out / "anchors-3" / "seed0" / "fold2" / "student_mtpkdot"
+    assert (lost / "done").is_file()
+    shutil.rmtree(lost)  # as if the sweep had been killed during this stage
+    before = _file_stamps(out)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    after = _file_stamps(out)
+    redone = sorted(str(k) for k in after if k not in before)
+    assert redone and all(k.startswith("anchors-3/seed0/fold2/student_mtpkdot/") for k in redone)
+    changed = sorted(str(k) for k in before if after.get(k) != before[k])
+    assert changed == []  # every finished stage of both points left as it was
+    assert {p: (out / p / "summary.csv").read_text() for p in points} == summaries
 
 
 def test_cli_dry_run_lists_points(base_config, tmp_path):

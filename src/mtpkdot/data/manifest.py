@@ -9,6 +9,7 @@ columns (``class_name``, ``video_id``, ``start_frame``, ``end_frame``) that ``pr
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from mtpkdot.registry import DATASETS
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 REQUIRED = ("sample_id", "subject_id", "split")
+log = logging.getLogger(__name__)
 
 
 def path_column(modality: str) -> str:
@@ -55,7 +57,9 @@ def task_spec(df: pd.DataFrame, data_cfg: Any = None) -> dict[str, Any]:
     """Arguments of ``mtpkdot.tasks.Task`` for this manifest (stored in the store's meta.json).
 
     The task named by ``data.task`` wins when it fits the labels (so a fold or a dataset without PA2
-    still has 5 classes in ``five_class``); otherwise the classes are counted from the labels.
+    still has 5 classes in ``five_class``); otherwise the classes are counted from the labels and the
+    count is logged. A declared ``classification:<n>`` that the labels exceed is an error, never a
+    silently larger task.
     """
     # own data has no named tasks: only an explicit "classification:<n>" / "regression:..." applies
     if data_cfg is not None and not (data_cfg.dataset == "own" and ":" not in str(data_cfg.task)):
@@ -73,6 +77,11 @@ def task_spec(df: pd.DataFrame, data_cfg: Any = None) -> dict[str, Any]:
             ) or (t.kind == "regression" and "label" not in df.columns and t.num_outputs == 2)
             if fits:
                 return {"kind": t.kind, "num_outputs": int(t.num_outputs), "names": list(t.names)}
+            if t.kind == "classification" and ":" in str(data_cfg.task):
+                raise ValueError(
+                    f"labels up to {int(df['label'].max())} do not fit data.task {data_cfg.task!r} "
+                    f"({t.num_outputs} classes)"
+                )
     if "label" not in df.columns:
         return {"kind": "regression", "num_outputs": 2, "names": ["valence", "arousal"]}
     n = int(df["label"].max()) + 1
@@ -80,6 +89,14 @@ def task_spec(df: pd.DataFrame, data_cfg: Any = None) -> dict[str, Any]:
     if "class_name" in df.columns:
         for lab, name in df.groupby("label")["class_name"].first().items():
             names[int(lab)] = str(name)
+    # said, not silent: a missing top class would shrink the task without anyone noticing
+    log.warning(
+        "%d classes inferred from the labels (0..%d): data.task %r declares no class count that fits "
+        'them; set data.task: "classification:<n>" to fix it',
+        n,
+        n - 1,
+        getattr(data_cfg, "task", None),
+    )
     return {"kind": "classification", "num_outputs": n, "names": names}
 
 

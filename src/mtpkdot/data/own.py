@@ -3,6 +3,8 @@
 ``data.manifest`` is a comma-separated CSV with columns ``sample_id, subject_id, label`` (int class
 0..C-1), one ``path_<modality>`` column per modality in ``data.modalities``, and optionally ``split``
 (train/val/test or empty) and ``class_name``. Relative paths resolve against the manifest's folder.
+``data.task: "classification:<n>"`` (or ``classification:<a>,<b>,...``) fixes the class count: a label
+outside 0..n-1 is an error naming the manifest, the data row and the value.
 Files: ``.npy`` (signals ``C x T`` or ``T``; video ``T x H x W x C``; features ``D``; audio a waveform),
 a folder of frame images, a video file, or a biosignal CSV (``time`` plus the modality's ``column``).
 """
@@ -50,6 +52,7 @@ def read_own(data_cfg: Any) -> pd.DataFrame:
             f"manifest {path}: label {df['label'].iloc[row]!r} in data row {row + 1} is not a class index >= 0"
         )
     df["label"] = labels.astype("int64")
+    _check_declared_classes(df, data_cfg, path)
     base = path.parent
     for m in data_cfg.modalities:
         col = path_column(m)
@@ -57,3 +60,23 @@ def read_own(data_cfg: Any) -> pd.DataFrame:
     if "split" not in df.columns:
         df["split"] = ""
     return df
+
+
+def _check_declared_classes(df: pd.DataFrame, data_cfg: Any, path: Path) -> None:
+    """With ``data.task`` ``classification:<n>`` every label must be in 0..n-1 (the task is the contract:
+    a stray label must not silently add classes)."""
+    if ":" not in str(data_cfg.task):
+        return  # no declared count: prepare infers it from the labels and logs it
+    from mtpkdot.tasks import Task
+
+    task = Task.from_name(str(data_cfg.task))
+    if task.kind != "classification":
+        raise ValueError(f"manifest {path}: data.task {data_cfg.task!r} is not a classification task")
+    over = (df["label"] >= task.num_outputs).to_numpy()
+    if over.any():
+        row = int(over.argmax())
+        raise ValueError(
+            f"manifest {path}: label {int(df['label'].iloc[row])} in data row {row + 1} (sample "
+            f"{df['sample_id'].iloc[row]!r}) is outside 0..{task.num_outputs - 1} of data.task "
+            f"{data_cfg.task!r}"
+        )

@@ -176,10 +176,22 @@ class BundleModel(nn.Module):
 
 
 def load_bundle(path: str | Path) -> BundleModel:
+    """Read a bundle with ``torch.load(weights_only=True)``: one holding other pickled objects is
+    refused (:class:`~mtpkdot.engine.checkpoint.UnsafeFileError`) and nothing in it runs."""
+    from mtpkdot.engine.checkpoint import UnsafeFileError, safe_torch_load
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"bundle {path} does not exist")
-    return BundleModel(torch.load(path, map_location="cpu", weights_only=False))
+    try:
+        content = safe_torch_load(path, "bundle")
+    except UnsafeFileError:
+        raise
+    except Exception as exc:  # a torn file or not a torch file at all
+        raise ValueError(f"bundle {path} cannot be read ({type(exc).__name__}: {exc})") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"bundle {path} is not an mtpkdot student bundle (a {type(content).__name__})")
+    return BundleModel(content)
 
 
 def read_input(model: BundleModel, path: str | Path) -> dict[str, np.ndarray]:
