@@ -49,19 +49,23 @@ def _get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
 
 
 def _subject_check(run: RunDir) -> str:
-    p = run.path / "folds.csv"
-    if not p.is_file():
-        return "folds.csv not found, subject-wise split not checked"
-    try:
-        folds = pd.read_csv(p)
-        n_folds_per_subject = folds.groupby("subject_id")["fold"].nunique()
-    except (KeyError, ValueError, pd.errors.ParserError) as exc:
-        return f"folds.csv unreadable ({exc})"
-    leaks = int((n_folds_per_subject > 1).sum())
-    subjects = len(n_folds_per_subject)
+    """Check every persisted partition (``folds_seed<s>.csv`` per seed, or one ``folds.csv``)."""
+    paths = sorted(run.path.glob("folds_seed*.csv")) or sorted(run.path.glob("folds.csv"))
+    if not paths:
+        return "no folds file found, subject-wise split not checked"
+    leaks, subjects = [], set()
+    for p in paths:
+        try:
+            per_subject = pd.read_csv(p).groupby("subject_id")["fold"].nunique()
+        except (KeyError, ValueError, pd.errors.ParserError) as exc:
+            return f"{p.name} unreadable ({exc})"
+        subjects |= set(per_subject.index)
+        if (per_subject > 1).any():
+            leaks.append(f"{int((per_subject > 1).sum())} in {p.name}")
+    names = ", ".join(p.name for p in paths)
     if leaks:
-        return f"WARNING: {leaks} of {subjects} subjects appear in more than one fold of folds.csv"
-    return f"checked on folds.csv: {subjects} subjects, none in two folds"
+        return f"WARNING: subjects appear in more than one fold ({'; '.join(leaks)})"
+    return f"checked on {names}: {len(subjects)} subjects, none in two folds of a partition"
 
 
 def setup_blocks(run: RunDir, cfg: dict[str, Any], summary: pd.DataFrame | None) -> list[Block]:
