@@ -228,10 +228,16 @@ class CVComparison:
         return not math.isnan(self.t.p)
 
     def describe_p(self) -> str:
-        return f"p={format_p(self.t.p)}" if self.ok else self.t.reason
+        return p_text(self.t.p) if self.ok else self.t.reason
 
     def describe_wilcoxon(self) -> str:
-        return f"p={format_p(self.p_wilcoxon)}" if not math.isnan(self.p_wilcoxon) else self.reason_wilcoxon
+        return p_text(self.p_wilcoxon) if not math.isnan(self.p_wilcoxon) else self.reason_wilcoxon
+
+
+def p_text(p: float) -> str:
+    """``p=0.044`` or ``p<0.001``."""
+    text = format_p(p)
+    return f"p{text}" if text.startswith("<") else f"p={text}"
 
 
 def paired_frame(summary: pd.DataFrame, method: str, reference: str, metric: str) -> pd.DataFrame:
