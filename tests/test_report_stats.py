@@ -128,7 +128,7 @@ def test_beats_sentence_and_gap_closed():
     d = np.array([1, 1.5, 1, 1.5, 1, 0])
     p = _corrected_p(d, 0.25)
     assert p < 0.05
-    assert f"MT-PKDOT is above PKDOT on this run (74.50 vs 73.50; Δ +1.00 [" in joined
+    assert "MT-PKDOT is above PKDOT on this run (74.50 vs 73.50; Δ +1.00 [" in joined
     assert f"corrected t-test p={p:.3f}, significant at the 0.05 level" in joined
     assert "does not improve" not in joined
     # the gap is measured from the true lower bound: (74.5 - 71.5) / (82.5 - 71.5)
