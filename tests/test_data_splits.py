@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtpkdot.data import fold_indices, load_folds, make_folds, manifest_hash, save_folds
+from mtpkdot.data import (
+    StaleFoldsError,
+    fold_indices,
+    folds_path,
+    load_folds,
+    make_folds,
+    manifest_hash,
+    partition,
+    save_folds,
+)
 
 
 def _manifest(n_subjects: int, per_subject: int = 4, seed: int = 0, split: bool = False) -> pd.DataFrame:
@@ -120,3 +129,56 @@ def test_store_samples_missing_from_folds_raise() -> None:
     # samples dropped by prepare (in folds, not in the store) are simply ignored
     idx = fold_indices(df.iloc[:-4], make_folds(df, "kfold", 3), 0)
     assert max(max(v) for v in idx.values()) < len(df) - 4
+
+
+def test_each_seed_is_its_own_persisted_subject_disjoint_partition(tmp_path: Path) -> None:
+    df = _manifest(20, 3)
+    parts = {s: partition(tmp_path, df, "kfold", 5, s) for s in (0, 1, 2)}
+    for s, folds in parts.items():
+        # persisted, one file per seed, and read back unchanged
+        assert folds_path(tmp_path, "kfold", s).name == f"folds_seed{s}.csv"
+        pd.testing.assert_frame_equal(load_folds(folds_path(tmp_path, "kfold", s), df, seed=s), folds)
+        assert (folds.groupby("subject_id")["fold"].nunique() == 1).all()
+        assert sorted(folds["fold"].unique()) == [0, 1, 2, 3, 4]
+    # seed 0 is the partition every seed used before; other seeds group the subjects differently
+    pd.testing.assert_frame_equal(parts[0], make_folds(df, "kfold", 5, 0))
+
+    def groups(f: pd.DataFrame) -> set[frozenset[str]]:
+        return {frozenset(g) for g in f.groupby("fold")["subject_id"].unique()}
+
+    assert groups(parts[0]) != groups(parts[1]) != groups(parts[2]) != groups(parts[0])
+    # the same seed gives the same partition, from scratch or from the file
+    pd.testing.assert_frame_equal(partition(tmp_path / "fresh", df, "kfold", 5, 1, write=False), parts[1])
+    pd.testing.assert_frame_equal(partition(tmp_path, df, "kfold", 5, 1), parts[1])
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_partition_refuses_a_file_of_another_seed_and_the_old_shared_layout(tmp_path: Path) -> None:
+    df = _manifest(12)
+    partition(tmp_path, df, "kfold", 3, 0)
+    folds_path(tmp_path, "kfold", 0).rename(tmp_path / "folds_seed1.csv")
+    (tmp_path / "folds_seed0.meta.json").rename(tmp_path / "folds_seed1.meta.json")
+    with pytest.raises(StaleFoldsError, match="made with seed=0, expected 1"):
+        partition(tmp_path, df, "kfold", 3, 1)
+    old = tmp_path / "old"
+    save_folds(old / "folds.csv", make_folds(df, "kfold", 3), df, scheme="kfold", n_folds=3, seed=0)
+    with pytest.raises(StaleFoldsError, match="one k-fold partition for every seed"):
+        partition(old, df, "kfold", 3, 2)
+
+
+def test_loso_and_official_keep_one_partition_for_every_seed(tmp_path: Path) -> None:
+    df = _manifest(6)
+    a, b = partition(tmp_path, df, "loso", seed=0), partition(tmp_path, df, "loso", seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    assert [p.name for p in tmp_path.glob("folds*.csv")] == ["folds.csv"]
+    off_df = _manifest(9, split=True)
+    off = partition(tmp_path / "off", off_df, "official", seed=2)
+    pd.testing.assert_frame_equal(off, make_folds(off_df, "official"))
+
+
+def test_inner_validation_split_depends_on_seed_and_fold_only() -> None:
+    df = _manifest(20)
+    folds = make_folds(df, "kfold", 4, 0)
+    val = {(s, k): fold_indices(df, folds, k, 0.25, seed=s)["val"] for s in (0, 1) for k in (0, 1)}
+    np.testing.assert_array_equal(val[(1, 1)], fold_indices(df, folds, 1, 0.25, seed=1)["val"])
+    assert not np.array_equal(val[(0, 0)], val[(1, 0)])

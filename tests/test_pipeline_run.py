@@ -112,7 +112,7 @@ def test_demo_writes_the_run_directory_layout(tiny):
     assert sorted(set(summary["method"])) == sorted(METHODS + ["teacher"])
     assert len(summary) == 2 * 7  # 2 folds x (6 students + teacher)
     assert ((summary["accuracy"] >= 0) & (summary["accuracy"] <= 100)).all()
-    for name in ("config.yaml", "folds.csv", "folds.meta.json"):
+    for name in ("config.yaml", "folds_seed0.csv", "folds_seed0.meta.json"):
         assert (run / name).is_file()
     fold = run / "seed0" / "fold1"
     split = pd.read_csv(fold / "split.csv", dtype=str)
@@ -126,7 +126,7 @@ def test_demo_writes_the_run_directory_layout(tiny):
         for f in ("config.yaml", "metrics.csv", "best.pt", "last.pt", "test.json", "done"):
             assert (fold / stage / f).is_file(), f"{stage}/{f}"
     assert (fold / "features" / "video.npy").is_file() and (fold / "features" / "done").is_file()
-    n = len(pd.read_csv(run / "folds.csv"))
+    n = len(pd.read_csv(run / "folds_seed0.csv"))
     assert np.load(fold / "features" / "video.npy").shape == (n, 16)
     metrics = pd.read_csv(fold / "student_mtpkdot" / "metrics.csv")
     for col in (

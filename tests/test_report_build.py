@@ -115,25 +115,70 @@ def test_results_csv_matches_summary(run):
         assert r["n"] == g.size()[r["method"]]
 
 
-def test_wilcoxon_column_matches_scipy_on_the_same_pairs(run):
+def test_stats_table_matches_an_independent_computation(run):
+    from scipy.stats import t as student_t
     from scipy.stats import wilcoxon
 
     summary = pd.read_csv(run / "summary.csv")
     wide = summary.pivot_table(index=["seed", "fold"], columns="method", values="accuracy")
-    rows = _table_with((run / "report.md").read_text(), "Wilcoxon vs lower bound")
-    checked = 0
+    md = (run / "report.md").read_text()
+    # the fake run's split.csv: 4 test subjects of 12, 3 samples each -> n2/n1 = 12 / 24
+    assert "n2/n1 = 0.500: mean test samples over mean training + validation samples" in md
+    rows = _table_with(md, "Corrected t-test")
+    pairs = {(r["Method"], r["Reference"]) for r in rows}
+    # every method against each reference, each unordered pair once
+    assert len(pairs) == len(rows) == 7 + 6 + 5
     for r in rows:
-        for ref, col in (("none", "Wilcoxon vs lower bound"), ("pkdot", "Wilcoxon vs PKDOT")):
-            if r["Method"] == ref:
-                assert r[col] == "—"
-                continue
-            expected = wilcoxon(wide[r["Method"]], wide[ref], zero_method="wilcox", alternative="two-sided")
-            m = re.fullmatch(r"p=(\S+) \(n=(\d+)\)", r[col])
-            assert m, r[col]
-            assert int(m.group(2)) == len(wide)
-            assert float(m.group(1)) == pytest.approx(expected.pvalue, abs=5e-4 + 1e-9)
-            checked += 1
-    assert checked == 12  # 7 methods x 2 references, minus none-vs-none and pkdot-vs-pkdot
+        d = (wide[r["Method"]] - wide[r["Reference"]]).to_numpy()
+        J = len(d)
+        se = np.sqrt((1 / J + 0.5) * d.var(ddof=1))
+        p_t = 2 * student_t.sf(abs(d.mean() / se), J - 1)
+        half = student_t.ppf(0.975, J - 1) * se
+        m = re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", r["Δ [95 % CI]"])
+        assert m, r["Δ [95 % CI]"]
+        got = [float(v) for v in m.groups()]
+        assert got == pytest.approx([d.mean(), d.mean() - half, d.mean() + half], abs=5e-3 + 1e-9)
+        per_seed = (wide[r["Method"]] - wide[r["Reference"]]).groupby(level="seed").mean()
+        p_w = wilcoxon(per_seed, zero_method="wilcox", alternative="two-sided").pvalue
+        for col, expected in (("Corrected t-test", p_t), ("Wilcoxon (seed means)", p_w)):
+            cell = r[col]
+            if cell == "p<0.001":
+                assert expected < 0.001
+            else:
+                assert float(cell.removeprefix("p=")) == pytest.approx(expected, abs=5e-4 + 1e-9)
+        assert r["Pairs (seeds)"] == f"{J} (2)"
+
+
+def test_report_leads_with_the_corrected_test_and_says_why(run):
+    md = (run / "report.md").read_text()
+    assert "leads with the corrected resampled t-test of Nadeau & Bengio (2003)" in md
+    assert "anti-conservative" in md
+    assert "Student without distillation (T-Net hallucination only)" in md
+    assert md.index("| lower_bound |") < md.index("| none |") < md.index("| teacher |")
+
+
+def test_ratio_falls_back_to_the_design_ratio_without_split_files(tmp_path):
+    path = make_fake_run(tmp_path / "nosplit", seeds=(0,), folds=4, snapshots=False, tsne=False)
+    for p in path.glob("seed*/fold*/split.csv"):
+        p.unlink()
+    write_report(path)
+    md = (path / "report.md").read_text()
+    assert "n2/n1 = 0.333: no split.csv found, so 1/(K-1) for K folds per seed" in md
+
+
+def test_older_run_without_lower_bound_still_reports(tmp_path):
+    methods = ("none", "pkdot", "mtpkdot", "teacher")
+    path = make_fake_run(
+        tmp_path / "old", methods=methods, seeds=(0, 1), folds=3, snapshots=False, tsne=False
+    )
+    for p in path.glob("folds_seed*.csv"):  # the layout of older runs: one folds.csv for every seed
+        p.rename(path / "folds.csv")
+    write_report(path)
+    md = (path / "report.md").read_text()
+    assert "not run in this experiment: lower_bound, cosine, mse, kl" in md
+    assert "no `lower_bound` row" in md and "checked on folds.csv" in md
+    rows = _table_with(md, "Corrected t-test")
+    assert {r["Reference"] for r in rows} == {"none", "pkdot"}
 
 
 def test_header_states_setup(run):
@@ -142,13 +187,13 @@ def test_header_states_setup(run):
     assert "synthetic_biovid" in md and "Prevalent modality" in md and "video" in md
     assert "Privileged modality" in md and "eda" in md
     assert "3 folds" in md and "seeds [0, 1]" in md
-    assert "none in two folds" in md
+    assert "checked on folds_seed0.csv, folds_seed1.csv: 12 subjects, none in two folds" in md
 
 
 def test_regression_report_has_valence_and_arousal_and_notes(reg_run):
     md = (reg_run / "report.md").read_text()
     assert "CCC valence" in md and "CCC arousal" in md
-    assert "not run in this experiment: cosine, mse, kl" in md
+    assert "not run in this experiment: lower_bound, cosine, mse, kl" in md
     assert "Fig. 4 skipped" in md and "Fig. 5 skipped" in md
     res = pd.read_csv(reg_run / "results.csv")
     assert set(res["metric"]) == {"ccc_valence", "ccc_arousal", "ccc_mean"}
@@ -197,3 +242,38 @@ def test_single_result_per_method_has_undefined_std(tmp_path):
     mean, std = parse_mean_std(rows[0]["Accuracy (%)"])
     assert math.isnan(std) and not math.isnan(mean)
     assert "n too small" in md
+
+
+def test_ratio_comes_from_the_split_files_of_the_summarised_folds(tmp_path):
+    from mtpkdot.report.build import ratio_for_run
+    from mtpkdot.report.rundir import RunDir
+    from mtpkdot.report.tables import read_summary
+
+    path = make_fake_run(tmp_path / "sizes", seeds=(0,), folds=3, snapshots=False, tsne=False)
+    sizes = {0: (70, 10, 25), 1: (60, 20, 15), 2: (75, 5, 20)}  # train, val, test per fold
+    for fold, (tr, va, te) in sizes.items():
+        roles = ["train"] * tr + ["val"] * va + ["test"] * te
+        pd.DataFrame({"sample_id": range(len(roles)), "role": roles}).to_csv(
+            path / "seed0" / f"fold{fold}" / "split.csv", index=False
+        )
+    summary = read_summary(path / "summary.csv")
+    ratio, source = ratio_for_run(RunDir(path), summary)
+    assert ratio == pytest.approx(20 / 80)  # mean test 20 over mean training + validation 80
+    assert "3 folds' split.csv" in source
+    # a fold that is not in summary.csv does not count
+    ratio, _ = ratio_for_run(RunDir(path), summary[summary["fold"] != 2])
+    assert ratio == pytest.approx(20 / 80)
+    ratio, _ = ratio_for_run(RunDir(path), summary[summary["fold"] != 0])
+    assert ratio == pytest.approx(17.5 / 80)
+
+
+def test_a_subject_in_two_folds_of_a_partition_is_flagged(tmp_path):
+    path = make_fake_run(tmp_path / "leak", seeds=(0, 1), folds=2, fold_dirs=False)
+    folds = pd.read_csv(path / "folds_seed1.csv")
+    folds.loc[0, "fold"] = 1 - folds.loc[0, "fold"]
+    folds.to_csv(path / "folds_seed1.csv", index=False)
+    write_report(path)
+    assert (
+        "WARNING: subjects appear in more than one fold (1 in folds_seed1.csv)"
+        in (path / "report.md").read_text()
+    )

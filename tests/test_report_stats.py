@@ -76,9 +76,19 @@ def test_min_reachable_p():
     assert wilcoxon(np.arange(6) + 1.0, np.zeros(6)).pvalue == pytest.approx(min_reachable_p(6))
 
 
+def _corrected_p(d: np.ndarray, ratio: float) -> float:
+    """Independent re-derivation: t = mean / sqrt((1/J + n2/n1) s^2), two-sided p from t(J - 1)."""
+    from scipy.stats import t as student_t
+
+    J = len(d)
+    t = d.mean() / np.sqrt((1 / J + ratio) * d.var(ddof=1))
+    return float(2 * student_t.sf(abs(t), J - 1))
+
+
 def test_does_not_improve_sentence_appears_exactly_when_mean_is_not_higher():
     s = summary_from(
         {
+            "lower_bound": [69, 70, 71, 72, 73, 73],
             "none": [70, 71, 72, 73, 74, 75],
             "cosine": [69, 70, 71, 72, 73, 76],  # mean 71.83 < 72.5
             "mse": [70, 71, 72, 73, 74, 75],  # equal mean: "not higher" -> does not improve
@@ -89,38 +99,57 @@ def test_does_not_improve_sentence_appears_exactly_when_mean_is_not_higher():
     )
     text = findings(s)
     joined = "\n".join(text)
-    assert "Cosine PKD does not improve over the lower bound" in joined
-    assert "MSE PKD does not improve over the lower bound" in joined
-    assert "PKDOT is above the lower bound" in joined
+    assert "Cosine PKD does not improve over the student without distillation" in joined
+    assert "MSE PKD does not improve over the student without distillation" in joined
+    assert "Cosine PKD is above the lower bound" in joined  # 71.83 vs 71.33
+    assert "the student without distillation is above the lower bound" in joined
+    assert "PKDOT is above the lower bound" in joined and "PKDOT is above the student without" in joined
     assert "PKDOT does not improve" not in joined
-    assert "MT-PKDOT is above the lower bound" in joined
     assert "MT-PKDOT does not beat PKDOT on this run (74.00 vs 74.50" in joined
-    # cosine's sentence carries its own numbers and the test that goes with them
-    cos = next(t for t in text if t.startswith("Accuracy (%): Cosine"))
-    p = wilcoxon(
-        s[s.method == "cosine"].accuracy.to_numpy(), s[s.method == "none"].accuracy.to_numpy()
-    ).pvalue
-    assert "71.83 vs 72.50" in cos and f"p={p:.3f}" in cos
+    # cosine's sentence carries its own numbers and the corrected test that goes with them
+    cos = next(t for t in text if t.startswith("Accuracy (%): Cosine PKD does not improve"))
+    d = s[s.method == "cosine"].accuracy.to_numpy(float) - s[s.method == "none"].accuracy.to_numpy(float)
+    p = _corrected_p(d, 1 / (6 - 1))  # no split sizes given: n2/n1 = 1/(K-1) for the K = 6 folds
+    assert "71.83 vs 72.50" in cos and f"corrected t-test p={p:.3f}" in cos
+    assert "6 pairs, 1 seed(s)" in cos
 
 
 def test_beats_sentence_and_gap_closed():
     s = summary_from(
         {
+            "lower_bound": [69, 70, 71, 72, 73, 74],
             "none": [70, 71, 72, 73, 74, 75],
             "pkdot": [71, 72, 73, 74, 75, 76],
-            "mtpkdot": [72, 73, 74, 75, 76, 77],
+            "mtpkdot": [72, 73.5, 74, 75.5, 76, 76],
             "teacher": [80, 81, 82, 83, 84, 85],
         }
     )
-    joined = "\n".join(findings(s))
-    assert "MT-PKDOT is above PKDOT on this run (74.50 vs 73.50; p=0.031, 6 pairs; significant" in joined
+    joined = "\n".join(findings(s, ratio=0.25))
+    d = np.array([1, 1.5, 1, 1.5, 1, 0])
+    p = _corrected_p(d, 0.25)
+    assert p < 0.05
+    assert "MT-PKDOT is above PKDOT on this run (74.50 vs 73.50; Δ +1.00 [" in joined
+    assert f"corrected t-test p={p:.3f}, significant at the 0.05 level" in joined
     assert "does not improve" not in joined
-    assert "closes 20 % of the gap" in joined  # (74.5 - 72.5) / (82.5 - 72.5)
+    # the gap is measured from the true lower bound: (74.5 - 71.5) / (82.5 - 71.5)
+    assert "closes 27 % of the gap between the lower bound (71.50) and the upper bound" in joined
 
 
 def test_teacher_below_lower_bound_is_said():
-    s = summary_from({"none": [70, 71, 72], "mtpkdot": [71, 72, 73], "teacher": [69, 70, 71]})
-    assert any("is not above the lower bound" in t for t in findings(s))
+    s = summary_from(
+        {"lower_bound": [70, 71, 72], "none": [70, 71, 72], "mtpkdot": [71, 72, 73], "teacher": [69, 70, 71]}
+    )
+    assert any("the multimodal teacher (70.00) is not above the lower bound" in t for t in findings(s))
+
+
+def test_older_run_without_lower_bound_says_so_and_measures_from_none():
+    s = summary_from({"none": [70, 71, 72], "mtpkdot": [71, 72.5, 73], "teacher": [80, 81, 82]})
+    text = findings(s)
+    assert any("no `lower_bound` row" in t for t in text)
+    assert any("MT-PKDOT is above the student without distillation" in t for t in text)
+    assert any("gap between the student without distillation (71.00)" in t for t in text)
+    _, rows = stats_table(s)
+    assert {r[1] for r in rows} == {"none"}
 
 
 def test_regression_findings_per_target():
@@ -142,7 +171,7 @@ def test_regression_findings_per_target():
     assert any(t.startswith("CCC valence: MT-PKDOT does not improve") for t in text)
     assert any(t.startswith("CCC arousal: MT-PKDOT is above") for t in text)
     headers, trows = stats_table(pd.DataFrame(rows))
-    assert {r[1] for r in trows} == {"CCC valence", "CCC arousal"}
+    assert {r[2] for r in trows} == {"CCC valence", "CCC arousal"}
 
 
 def test_aggregate_std_is_sample_std_and_nan_for_one_value():

@@ -7,7 +7,7 @@ directory (``fold1`` is the data side's fold 0).
 
 A run directory::
 
-    <run>/config.yaml  config.hash  folds.csv  store_meta.json  summary.csv
+    <run>/config.yaml  config.hash  folds_seed<s>.csv (or folds.csv)  store_meta.json  summary.csv
     <run>/store/                       (unless data.store names another folder)
     <run>/seed<s>/fold<k>/split.csv
     <run>/seed<s>/fold<k>/<stage>/     config.yaml done metrics.csv best.pt last.pt test.json ...
@@ -42,7 +42,7 @@ FEATURES = "features"
 ADAPTERS = "adapters"
 
 # the order of methods in summary.csv and every table: lower bound first, the paper's order, the teacher last
-METHOD_ORDER = ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot", "teacher"]
+METHOD_ORDER = ["lower_bound", "none", "cosine", "mse", "kl", "pkdot", "mtpkdot", "teacher"]
 
 # sweep folder
 SWEEP_PLAN = "sweep.json"
@@ -119,9 +119,14 @@ class RunLayout:
         """Where ``mtpkdot demo`` writes its synthetic dataset."""
         return self.root / "data"
 
-    @property
-    def folds_csv(self) -> Path:
-        return self.root / "folds.csv"
+    def folds_file(self, seed: int | None) -> Path:
+        """The subject partition of repetition ``seed`` (``folds_seed<s>.csv``, k-fold CV), or the one
+        partition of a seed-independent scheme (``folds.csv``: LOSO, official splits) for ``None``."""
+        return self.root / ("folds.csv" if seed is None else f"folds_seed{int(seed)}.csv")
+
+    def folds_files(self) -> list[Path]:
+        """Every persisted partition of the run, sorted (per-seed files, else the one ``folds.csv``)."""
+        return sorted(self.root.glob("folds_seed*.csv")) or sorted(self.root.glob("folds.csv"))
 
     @property
     def store_meta(self) -> Path:

@@ -4,6 +4,11 @@ DESIGN.md section 4: 5-fold StratifiedGroupKFold by subject (or leave-one-subjec
 split for Affwild2); inside the training subjects of a fold, a validation subset of subjects selects
 epochs; the test fold is touched once. The released code split by video and selected on the test
 fold (reference-notes section 5.2, items 1-2); here no subject is ever in two roles of a fold.
+
+Seeds are repetitions of the cross-validation: with ``kfold``, seed s gives subject partition s
+(:func:`partition`), persisted as ``folds_seed<s>.csv``, so S seeds x K folds are S independent
+repetitions, as the corrected resampled t-test of the report assumes (``mtpkdot.report.stats``).
+``loso`` and ``official`` have one partition whatever the seed (``folds.csv``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mtpkdot.atomic import atomic_write_csv, atomic_write_text
+from mtpkdot.layout import RunLayout
 
 
 def manifest_hash(df: pd.DataFrame) -> str:
@@ -80,20 +86,78 @@ def save_folds(path: str | Path, folds: pd.DataFrame, manifest: pd.DataFrame, **
     return path
 
 
-def load_folds(path: str | Path, manifest: pd.DataFrame) -> pd.DataFrame:
-    """Read folds written by :func:`save_folds`; raise if they were made for another manifest."""
+class StaleFoldsError(ValueError):
+    """A persisted fold file that does not belong to this data or this protocol (make new folds)."""
+
+
+def load_folds(path: str | Path, manifest: pd.DataFrame, **expect: Any) -> pd.DataFrame:
+    """Read folds written by :func:`save_folds`; raise if they were made for another manifest.
+
+    ``expect`` (e.g. ``seed=1``) must match what :func:`save_folds` recorded in the meta file.
+    """
     path = Path(path)
     meta_path = path.with_suffix(".meta.json")
     if not path.is_file() or not meta_path.is_file():
         raise FileNotFoundError(f"fold file {path} (or its {meta_path.name}) does not exist")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise StaleFoldsError(f"{meta_path} is not valid JSON ({exc})") from None
     now = manifest_hash(manifest)
     if meta.get("manifest_hash") != now:
-        raise ValueError(
+        raise StaleFoldsError(
             f"{path} was made for another manifest (hash {meta.get('manifest_hash')}, now {now}); "
             "delete it to make new folds"
         )
+    for key, want in expect.items():
+        if meta.get(key) != want:
+            raise StaleFoldsError(f"{path} was made with {key}={meta.get(key)!r}, expected {want!r}")
     return pd.read_csv(path, dtype={"sample_id": str, "subject_id": str})
+
+
+def seed_dependent(scheme: str) -> bool:
+    """Whether the seed changes the partition: only ``kfold`` has more than one way to split subjects."""
+    return scheme == "kfold"
+
+
+def folds_path(run_dir: str | Path, scheme: str, seed: int) -> Path:
+    """Where the partition of ``seed`` lives: ``folds_seed<s>.csv`` (kfold) or ``folds.csv`` (loso, official)."""
+    return RunLayout(run_dir).folds_file(seed if seed_dependent(scheme) else None)
+
+
+def partition(
+    run_dir: str | Path,
+    manifest: pd.DataFrame,
+    scheme: str = "kfold",
+    n_folds: int = 5,
+    seed: int = 0,
+    write: bool = True,
+) -> pd.DataFrame:
+    """The subject partition of repetition ``seed``: read from ``run_dir``, or made and (``write``) saved.
+
+    ``kfold``: :func:`make_folds` with ``seed``, so each seed is an independent repetition of the
+    cross-validation (seed 0 gives the partition every seed used before partitions depended on it).
+    ``loso`` / ``official``: one partition for every seed. A ``kfold`` run directory that holds a
+    single ``folds.csv`` was made when every seed reused partition 0: mixing the two would make
+    repetitions that are not independent, so it raises :class:`StaleFoldsError`.
+    """
+    run_dir = Path(run_dir)
+    path = folds_path(run_dir, scheme, seed)
+    legacy = RunLayout(run_dir).folds_file(None)
+    if seed_dependent(scheme) and legacy.is_file():
+        raise StaleFoldsError(
+            f"{legacy} holds one k-fold partition for every seed (made by an older mtpkdot); "
+            "seeds now give different partitions (folds_seed<s>.csv)"
+        )
+    info = (
+        {"scheme": scheme, "n_folds": n_folds, "seed": seed} if seed_dependent(scheme) else {"scheme": scheme}
+    )
+    if path.is_file():
+        return load_folds(path, manifest, **info)
+    folds = make_folds(manifest, scheme, n_folds, seed)
+    if write:
+        save_folds(path, folds, manifest, **info)
+    return folds
 
 
 def fold_indices(

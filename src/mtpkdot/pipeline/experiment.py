@@ -112,26 +112,22 @@ def open_store(cfg: Config, run_dir: Path, dist: Dist) -> Any:
     return store
 
 
-def load_folds(cfg: Config, store: Any, run_dir: Path, write: bool) -> pd.DataFrame:
-    """Folds grouped by subject, made once and persisted (``folds.csv``) so every resume reuses them.
+def load_folds(cfg: Config, store: Any, run_dir: Path, write: bool, seed: int) -> pd.DataFrame:
+    """Subject folds of repetition ``seed``, made once and persisted so every resume reuses them.
 
-    The data side numbers folds from 0 (``official``: 0 is the test set, -1 never tested); the run
-    directory and the command line number them from 1 (``fold1`` is data fold 0).
+    ``kfold``: seed s gives partition s (``folds_seed<s>.csv``); ``loso`` / ``official``: one
+    ``folds.csv``. The data side numbers folds from 0 (``official``: 0 is the test set, -1 never
+    tested); the run directory and the command line number them from 1 (``fold1`` is data fold 0).
     """
-    from mtpkdot.data import load_folds as load_saved
-    from mtpkdot.data import make_folds, save_folds
+    from mtpkdot.data import StaleFoldsError, partition
 
-    path = RunLayout(run_dir).folds_csv
-    manifest = store.manifest
-    if path.is_file():
-        try:
-            return load_saved(path, manifest)
-        except ValueError as exc:
-            raise RuntimeError(f"{exc}; the data changed since this run started: use a new --out") from None
-    folds = make_folds(manifest, cfg.protocol.scheme, cfg.protocol.folds, 0)
-    if write:
-        save_folds(path, folds, manifest, scheme=cfg.protocol.scheme, n_folds=cfg.protocol.folds, seed=0)
-    return folds
+    p = cfg.protocol
+    try:
+        return partition(run_dir, store.manifest, p.scheme, p.folds, seed, write=write)
+    except StaleFoldsError as exc:
+        raise RuntimeError(
+            f"{exc}; the data or the protocol changed since this run started: use a new --out"
+        ) from None
 
 
 def fold_numbers(folds: pd.DataFrame) -> list[int]:
@@ -209,11 +205,11 @@ def run_experiment(
                 f"(applicable: {', '.join(applicable_methods(store.task.kind))})"
             )
     if dist.is_main:  # the other ranks read the saved folds once rank 0 has written them
-        fold_df = load_folds(cfg, store, run_dir, True)
+        fold_dfs = {s: load_folds(cfg, store, run_dir, True, s) for s in seeds}
     dist.barrier()
     if not dist.is_main:
-        fold_df = load_folds(cfg, store, run_dir, False)
-    all_folds = fold_numbers(fold_df)
+        fold_dfs = {s: load_folds(cfg, store, run_dir, False, s) for s in seeds}
+    all_folds = sorted(set().union(*(fold_numbers(f) for f in fold_dfs.values())))
     chosen = list(folds) if folds else all_folds
     bad = [k for k in chosen if k not in all_folds]
     if bad:
@@ -225,7 +221,7 @@ def run_experiment(
     bar = tqdm(total=len(seeds) * len(chosen) * len(per_fold), desc="run", unit="stage", disable=not show)
     for seed in seeds:
         for k in chosen:
-            split = fold_split(cfg, store, fold_df, k, seed)
+            split = fold_split(cfg, store, fold_dfs[seed], k, seed)
             ctx = FoldContext(cfg, store, split, run_dir, seed, k, dev, use_amp, dist)
             write_split(ctx)
 

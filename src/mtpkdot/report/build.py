@@ -19,10 +19,11 @@ from mtpkdot.report import figures as F
 from mtpkdot.report.document import Block, Figure, Heading, Note, Table, Text, render_markdown
 from mtpkdot.report.html import render_html
 from mtpkdot.report.rundir import FoldDir, RunDir
-from mtpkdot.report.stats import ALTERNATIVE, ZERO_METHOD
+from mtpkdot.report.stats import ALTERNATIVE, ZERO_METHOD, size_ratio
 from mtpkdot.report.tables import (
     METHOD_LABELS,
     aggregate,
+    design_ratio,
     findings,
     ordered_methods,
     read_summary,
@@ -50,19 +51,23 @@ def _get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
 
 
 def _subject_check(run: RunDir) -> str:
-    p = run.layout.folds_csv
-    if not p.is_file():
-        return "folds.csv not found, subject-wise split not checked"
-    try:
-        folds = pd.read_csv(p)
-        n_folds_per_subject = folds.groupby("subject_id")["fold"].nunique()
-    except (KeyError, ValueError, pd.errors.ParserError) as exc:
-        return f"folds.csv unreadable ({exc})"
-    leaks = int((n_folds_per_subject > 1).sum())
-    subjects = len(n_folds_per_subject)
+    """Check every persisted partition (``folds_seed<s>.csv`` per seed, or one ``folds.csv``)."""
+    paths = run.layout.folds_files()
+    if not paths:
+        return "no folds file found, subject-wise split not checked"
+    leaks, subjects = [], set()
+    for p in paths:
+        try:
+            per_subject = pd.read_csv(p).groupby("subject_id")["fold"].nunique()
+        except (KeyError, ValueError, pd.errors.ParserError) as exc:
+            return f"{p.name} unreadable ({exc})"
+        subjects |= set(per_subject.index)
+        if (per_subject > 1).any():
+            leaks.append(f"{int((per_subject > 1).sum())} in {p.name}")
+    names = ", ".join(p.name for p in paths)
     if leaks:
-        return f"WARNING: {leaks} of {subjects} subjects appear in more than one fold of folds.csv"
-    return f"checked on folds.csv: {subjects} subjects, none in two folds"
+        return f"WARNING: subjects appear in more than one fold ({'; '.join(leaks)})"
+    return f"checked on {names}: {len(subjects)} subjects, none in two folds of a partition"
 
 
 def setup_blocks(run: RunDir, cfg: dict[str, Any], summary: pd.DataFrame | None) -> list[Block]:
@@ -117,29 +122,75 @@ def setup_blocks(run: RunDir, cfg: dict[str, Any], summary: pd.DataFrame | None)
     return blocks
 
 
-def results_blocks(summary: pd.DataFrame) -> list[Block]:
+def split_sizes(run: RunDir) -> pd.DataFrame:
+    """``seed, fold, n_train, n_test`` from each fold's ``split.csv`` (training counts validation too)."""
+    rows = []
+    for fd in run.fold_dirs():
+        p = fd.path / "split.csv"
+        if not p.is_file():
+            continue
+        try:
+            roles = pd.read_csv(p, usecols=["role"])["role"].value_counts()
+        except (KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            continue  # the report falls back to the design ratio and says so
+        n_train = int(roles.get("train", 0) + roles.get("val", 0))
+        if n_train and roles.get("test", 0):
+            rows.append({"seed": fd.seed, "fold": fd.fold, "n_train": n_train, "n_test": int(roles["test"])})
+    return pd.DataFrame(rows, columns=["seed", "fold", "n_train", "n_test"])
+
+
+def ratio_for_run(run: RunDir, summary: pd.DataFrame) -> tuple[float, str]:
+    """n2 / n1 for the corrected t-test and a sentence saying where it comes from."""
+    sizes = split_sizes(run).merge(summary[["seed", "fold"]].drop_duplicates(), on=["seed", "fold"])
+    if not sizes.empty:
+        ratio = size_ratio(sizes)
+        return ratio, (
+            f"n2/n1 = {ratio:.3f}: mean test samples over mean training + validation samples of the "
+            f"{len(sizes)} folds' split.csv"
+        )
+    ratio = design_ratio(summary)
+    return ratio, (
+        f"n2/n1 = {ratio:.3f}: no split.csv found, so 1/(K-1) for K folds per seed (the design ratio)"
+    )
+
+
+def results_blocks(summary: pd.DataFrame, run: RunDir | None = None) -> list[Block]:
     headers, rows = results_table(summary)
     blocks: list[Block] = [
         Heading("Results", 2),
         Text(
             "Mean ± standard deviation (ddof = 1) over every (seed, fold) result; n is the number of such "
-            "results. Rows follow the paper's Tables II-V: lower bound, baselines, PKDOT, MT-PKDOT, upper bound."
+            "results. Rows: the lower bound (`lower_bound`: prevalent modalities alone, no T-Net, no "
+            "distillation), the student without distillation (`none`: T-Net hallucination only), the "
+            "baselines, PKDOT, MT-PKDOT, the upper bound (`teacher`)."
         ),
         Table(headers, rows, caption="Table 1: test results per method"),
     ]
     missing = [m for m in METHOD_LABELS if m not in set(summary["method"])]
     if missing:
         blocks.append(Note(f"not run in this experiment: {', '.join(missing)}"))
-    th, tr = stats_table(summary)
+    ratio, source = ratio_for_run(run, summary) if run is not None else (design_ratio(summary), "")
+    th, tr = stats_table(summary, ratio)
     blocks += [
         Text(
-            "Paired Wilcoxon signed-rank tests (scipy.stats.wilcoxon, zero_method="
-            f"'{ZERO_METHOD}', alternative='{ALTERNATIVE}'), pairs matched on (seed, fold). Δ is the mean paired "
-            "difference (method minus reference). 'n too small' means fewer than two non-zero differences."
+            "Paired comparisons, matched on (seed, fold); each seed is one repetition of the cross-validation "
+            "with its own subject partition. The report leads with the corrected resampled t-test of Nadeau & "
+            "Bengio (2003) for r x k cross-validation (Bouckaert & Frank 2004): t = mean(d) / sqrt((1/(k r) + "
+            "n2/n1) var(d)) with k r - 1 degrees of freedom, because the folds of one repetition (and of "
+            "different repetitions) share most of their training subjects, so the k r differences are "
+            "correlated and a plain paired t-test or Wilcoxon test over them is anti-conservative (it finds "
+            f"differences that are not there). {source}. Δ is the mean paired difference (method minus "
+            "reference) with its 95 % interval from the same corrected variance. The Wilcoxon signed-rank "
+            f"test (zero_method='{ZERO_METHOD}', alternative='{ALTERNATIVE}') is on the per-seed mean "
+            "differences, which are independent; with r seeds it cannot give p below 2/2^r (0.25 for 3 seeds)."
         ),
-        Table(th, tr, caption="Table 2: paired tests against the lower bound and against PKDOT"),
+        Table(
+            th,
+            tr,
+            caption="Table 2: paired tests against the lower bound, the student without distillation and PKDOT",
+        ),
         Heading("What the numbers say", 3),
-        Text(items=findings(summary)),
+        Text(items=findings(summary, ratio)),
     ]
     return blocks
 
@@ -312,7 +363,7 @@ def build_blocks(run: RunDir) -> tuple[list[Block], pd.DataFrame | None]:
     if summary is None or summary.empty:
         blocks.append(Note("summary.csv missing or empty: no results table (has any fold finished?)"))
     else:
-        blocks += results_blocks(summary)
+        blocks += results_blocks(summary, run)
     out = run.figures
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("fig[4-6]_*.png"), *out.glob("curves_*.png")]:

@@ -1,11 +1,15 @@
 """Results tables in the form of the paper's Tables II-VII, their markdown form, and the sentences
 that state in words what the numbers say.
 
-Rows follow the paper: lower bound (``none``), the baselines (``cosine``, ``mse``, ``kl``), PKDOT,
-MT-PKDOT, upper bound (``teacher``). Cells are mean +- sample standard deviation (ddof=1) over every
-(seed, fold) result of ``summary.csv``; with a single result the std is undefined and printed ``n/a``.
-Numbers are written with a fixed format per metric (:data:`DECIMALS`) so that the markdown tables
-parse back (:func:`parse_markdown_tables`, :func:`parse_mean_std`).
+Rows: the lower bound (``lower_bound``: the prevalent modalities alone, no T-Net, no distillation),
+the student without distillation (``none``: prevalent modalities plus the T-Net's hallucinated
+privileged features; the T-Net was trained with the privileged modality, so this row is not a lower
+bound), the baselines (``cosine``, ``mse``, ``kl``), PKDOT, MT-PKDOT, the upper bound (``teacher``).
+Runs made before ``lower_bound`` existed have no such row; their reports say so. Cells are mean +-
+sample standard deviation (ddof=1) over every (seed, fold) result of ``summary.csv``; with a single
+result the std is undefined and printed ``n/a``. Numbers are written with a fixed format per metric
+(:data:`DECIMALS`) so that the markdown tables parse back (:func:`parse_markdown_tables`,
+:func:`parse_mean_std`). Paired comparisons: :mod:`mtpkdot.report.stats`.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import numpy as np
 import pandas as pd
 
 from mtpkdot import layout
-from mtpkdot.report.stats import PairedTest, min_reachable_p, paired_test
+from mtpkdot.report.stats import CVComparison, cv_compare
 
 METHOD_ORDER = layout.METHOD_ORDER
 METHOD_LABELS = {
-    "none": "Lower bound (prevalent only, no distillation)",
+    "lower_bound": "Lower bound (prevalent modalities alone: no T-Net, no distillation)",
+    "none": "Student without distillation (T-Net hallucination only)",
     "cosine": "Cosine feature PKD (Aslam et al., CVPRw'23)",
     "mse": "MSE feature PKD (Makantasis et al., TAC'23)",
     "kl": "KL on softened logits (Makantasis et al., TAC'23)",
@@ -31,7 +36,8 @@ METHOD_LABELS = {
     "teacher": "Upper bound (multimodal teacher)",
 }
 SHORT_NAMES = {
-    "none": "the lower bound",
+    "lower_bound": "the lower bound",
+    "none": "the student without distillation",
     "cosine": "Cosine PKD",
     "mse": "MSE PKD",
     "kl": "KL PKD",
@@ -39,6 +45,8 @@ SHORT_NAMES = {
     "mtpkdot": "MT-PKDOT",
     "teacher": "the multimodal teacher",
 }
+# every method is compared with these, when the run has them
+REFERENCES = ("lower_bound", "none", "pkdot")
 METRIC_LABELS = {
     "accuracy": "Accuracy (%)",
     "ccc_valence": "CCC valence",
@@ -155,104 +163,164 @@ def results_table(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def comparisons(summary: pd.DataFrame) -> dict[tuple[str, str, str], PairedTest]:
-    """Paired tests of every method against the lower bound and against PKDOT, per table metric."""
+def design_ratio(summary: pd.DataFrame) -> float:
+    """n2 / n1 when the run's split sizes are unknown: 1 / (K - 1) for K folds per seed (NaN for K < 2).
+
+    Exact for K equal folds when every non-test sample counts as training (:func:`stats.size_ratio`).
+    """
+    k = int(summary.groupby("seed")["fold"].nunique().max()) if not summary.empty else 0
+    return 1.0 / (k - 1) if k > 1 else math.nan
+
+
+def comparisons(
+    summary: pd.DataFrame, ratio: float | None = None
+) -> dict[tuple[str, str, str], CVComparison]:
+    """Every method against each reference of :data:`REFERENCES` the run has, per table metric.
+
+    ``ratio`` is the n2 / n1 of the corrected t-test (default: :func:`design_ratio`).
+    """
+    ratio = design_ratio(summary) if ratio is None else ratio
     present = set(summary["method"])
     out = {}
     for metric in table_metrics(summary):
-        for method in ordered_methods(summary):
-            for ref in ("none", "pkdot"):
-                if ref in present and method != ref:
-                    out[(method, ref, metric)] = paired_test(summary, method, ref, metric)
+        for ref in REFERENCES:
+            if ref not in present:
+                continue
+            earlier = REFERENCES[: REFERENCES.index(ref) + 1]  # ref vs an earlier one is already there
+            for method in ordered_methods(summary):
+                if method not in earlier:
+                    out[(method, ref, metric)] = cv_compare(summary, method, ref, metric, ratio)
     return out
 
 
-def _test_cell(test: PairedTest | None, metric: str) -> tuple[str, str]:
-    if test is None:
-        return "—", "—"
-    diff = "n/a" if math.isnan(test.mean_diff) else f"{test.mean_diff:+.{decimals(metric)}f}"
-    return diff, f"{test.describe_p()} (n={test.n})"
+def _signed(value: float, metric: str) -> str:
+    return "n/a" if math.isnan(value) else f"{value:+.{decimals(metric)}f}"
 
 
-def stats_table(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows of the statistics table: mean paired difference, Wilcoxon p and pairs."""
-    tests = comparisons(summary)
+def _ci(test: CVComparison, metric: str) -> str:
+    t = test.t
+    if math.isnan(t.ci_low):
+        return f"{_signed(t.mean, metric)} [n/a]"
+    return f"{_signed(t.mean, metric)} [{_signed(t.ci_low, metric)}, {_signed(t.ci_high, metric)}]"
+
+
+def stats_table(summary: pd.DataFrame, ratio: float | None = None) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the statistics table: one row per (reference, method, metric).
+
+    Δ is the mean paired difference (method minus reference) with its 95 % interval from the
+    corrected variance; then the corrected t-test's p, the Wilcoxon p on per-seed means, the pairs.
+    """
+    tests = comparisons(summary, ratio)
     headers = [
         "Method",
+        "Reference",
         "Metric",
-        "Δ vs lower bound",
-        "Wilcoxon vs lower bound",
-        "Δ vs PKDOT",
-        "Wilcoxon vs PKDOT",
+        "Δ [95 % CI]",
+        "Corrected t-test",
+        "Wilcoxon (seed means)",
+        "Pairs (seeds)",
     ]
     rows = []
-    for metric in table_metrics(summary):
-        for method in ordered_methods(summary):
-            d0, p0 = _test_cell(tests.get((method, "none", metric)), metric)
-            d1, p1 = _test_cell(tests.get((method, "pkdot", metric)), metric)
-            rows.append([method, METRIC_LABELS.get(metric, metric), d0, p0, d1, p1])
+    for ref in REFERENCES:
+        for metric in table_metrics(summary):
+            for method in ordered_methods(summary):
+                test = tests.get((method, ref, metric))
+                if test is None:
+                    continue
+                rows.append(
+                    [
+                        method,
+                        ref,
+                        METRIC_LABELS.get(metric, metric),
+                        _ci(test, metric),
+                        test.describe_p(),
+                        test.describe_wilcoxon(),
+                        f"{test.n} ({test.reps})",
+                    ]
+                )
     return headers, rows
 
 
-def _significance(test: PairedTest) -> str:
+def _significance(test: CVComparison, metric: str) -> str:
     if not test.ok:
-        return f"{test.reason}, {test.n} pair(s): no test possible"
-    text = f"{test.describe_p()}, {test.n} pairs"
-    if test.p < ALPHA:
-        return text + f"; significant at the {ALPHA:g} level"
-    if min_reachable_p(test.n_nonzero) >= ALPHA:
-        return text + f"; with {test.n_nonzero} non-zero pairs no two-sided p below {ALPHA:g} is reachable"
-    return text + f"; not significant at the {ALPHA:g} level"
+        return f"{test.t.reason}, {test.n} pair(s): no test possible"
+    level = "significant" if test.p < ALPHA else "not significant"
+    text = (
+        f"Δ {_ci(test, metric)}, corrected t-test {test.describe_p()}, {level} at the {ALPHA:g} level; "
+        f"{test.n} pairs, {test.reps} seed(s)"
+    )
+    if not math.isnan(test.p_wilcoxon):
+        text += f"; Wilcoxon on the seed means {test.describe_wilcoxon()}"
+    return text
 
 
-def findings(summary: pd.DataFrame) -> list[str]:
+def _vs_sentence(
+    label: str, m: str, ref: str, mean: dict[str, float], test: CVComparison, metric: str
+) -> str:
+    nums = f"{fmt(mean[m], metric)} vs {fmt(mean[ref], metric)}"
+    verb = "is above" if mean[m] > mean[ref] else "does not improve over"
+    return f"{label}: {short_name(m)} {verb} {short_name(ref)} on this run ({nums}; {_significance(test, metric)})."
+
+
+def findings(summary: pd.DataFrame, ratio: float | None = None) -> list[str]:
     """Plain sentences generated from the numbers (what improves, what does not, how sure we are)."""
     agg = aggregate(summary)
-    tests = comparisons(summary)
+    tests = comparisons(summary, ratio)
     present = set(summary["method"])
-    methods = [m for m in ordered_methods(summary) if m not in ("none", "teacher")]
+    students = [m for m in ordered_methods(summary) if m not in ("lower_bound", "none", "teacher")]
     out: list[str] = []
     for metric in table_metrics(summary):
         label = METRIC_LABELS.get(metric, metric)
         mean = {m: _lookup(agg, m, metric)["mean"] for m in ordered_methods(summary)}
-        if "none" not in present:
+        if "lower_bound" not in present:
             out.append(
-                f"{label}: the lower bound (`none`) was not run, so no method can be compared with it."
+                f"{label}: this run has no `lower_bound` row (prevalent modalities alone), so no method can "
+                "be compared with the true lower bound; `none` is a student with the T-Net's hallucinated "
+                "privileged features, itself trained with the privileged modality."
             )
         else:
-            for m in methods:
-                t = tests[(m, "none", metric)]
-                nums = f"{fmt(mean[m], metric)} vs {fmt(mean['none'], metric)}"
-                if not mean[m] > mean["none"]:
+            for m in ["none", *students]:
+                if m in present:
                     out.append(
-                        f"{label}: {short_name(m)} does not improve over the lower bound on this run "
-                        f"({nums}; {_significance(t)})."
+                        _vs_sentence(label, m, "lower_bound", mean, tests[(m, "lower_bound", metric)], metric)
                     )
-                else:
-                    out.append(
-                        f"{label}: {short_name(m)} is above the lower bound ({nums}; {_significance(t)})."
-                    )
+        if "none" not in present:
+            out.append(f"{label}: the student without distillation (`none`) was not run.")
+        else:
+            for m in students:
+                out.append(_vs_sentence(label, m, "none", mean, tests[(m, "none", metric)], metric))
         if "mtpkdot" in present and "pkdot" in present:
+            # "is above", not "beats": whether the difference means anything is said by the test after it
             t = tests[("mtpkdot", "pkdot", metric)]
             nums = f"{fmt(mean['mtpkdot'], metric)} vs {fmt(mean['pkdot'], metric)}"
-            # "is above", not "beats": whether the difference means anything is said by the test after it
             verb = "is above" if mean["mtpkdot"] > mean["pkdot"] else "does not beat"
-            out.append(f"{label}: MT-PKDOT {verb} PKDOT on this run ({nums}; {_significance(t)}).")
-        if "teacher" in present and "none" in present:
-            up, low = mean["teacher"], mean["none"]
-            if not up > low:
-                out.append(
-                    f"{label}: the multimodal teacher ({fmt(up, metric)}) is not above the lower bound "
-                    f"({fmt(low, metric)}), so the privileged modality had no measurable knowledge to transfer here."
-                )
-            elif methods:
-                best = max(methods, key=lambda m: -np.inf if math.isnan(mean[m]) else mean[m])
-                share = 100.0 * (mean[best] - low) / (up - low)
-                out.append(
-                    f"{label}: the upper bound is {fmt(up, metric)}; the best student, {short_name(best)} "
-                    f"({fmt(mean[best], metric)}), closes {share:.0f} % of the gap between lower and upper bound."
-                )
+            out.append(f"{label}: MT-PKDOT {verb} PKDOT on this run ({nums}; {_significance(t, metric)}).")
+        out += _gap_sentence(label, metric, mean, present, students)
     return out
+
+
+def _gap_sentence(
+    label: str, metric: str, mean: dict[str, float], present: set[str], students: list[str]
+) -> list[str]:
+    """How much of the gap between the lowest reference and the teacher the best student closes."""
+    low_name = "lower_bound" if "lower_bound" in present else "none" if "none" in present else None
+    if "teacher" not in present or low_name is None:
+        return []
+    up, low, which = mean["teacher"], mean[low_name], short_name(low_name)
+    if not up > low:
+        return [
+            f"{label}: the multimodal teacher ({fmt(up, metric)}) is not above {which} "
+            f"({fmt(low, metric)}), so the privileged modality had no measurable knowledge to transfer here."
+        ]
+    if not students:
+        return []
+    best = max(students, key=lambda m: -np.inf if math.isnan(mean[m]) else mean[m])
+    share = 100.0 * (mean[best] - low) / (up - low)
+    return [
+        f"{label}: the upper bound is {fmt(up, metric)}; the best student, {short_name(best)} "
+        f"({fmt(mean[best], metric)}), closes {share:.0f} % of the gap between {which} "
+        f"({fmt(low, metric)}) and the upper bound."
+    ]
 
 
 # --- markdown tables and their parsing -------------------------------------------------------
