@@ -250,20 +250,19 @@ def test_ratio_comes_from_the_split_files_of_the_summarised_folds(tmp_path):
     from mtpkdot.report.tables import read_summary
 
     path = make_fake_run(tmp_path / "sizes", seeds=(0,), folds=3, snapshots=False, tsne=False)
-    sizes = {0: (70, 10, 25), 1: (60, 20, 15), 2: (75, 5, 20)}  # train, val, test per fold
+    sizes = {1: (70, 10, 25), 2: (60, 20, 15), 3: (75, 5, 20)}  # train, val, test per fold
     for fold, (tr, va, te) in sizes.items():
         roles = ["train"] * tr + ["val"] * va + ["test"] * te
-        pd.DataFrame({"sample_id": range(len(roles)), "role": roles}).to_csv(
-            path / "seed0" / f"fold{fold}" / "split.csv", index=False
-        )
+        split_csv = RunLayout(path).fold(0, fold).split_csv
+        pd.DataFrame({"sample_id": range(len(roles)), "role": roles}).to_csv(split_csv, index=False)
     summary = read_summary(path / "summary.csv")
     ratio, source = ratio_for_run(RunDir(path), summary)
     assert ratio == pytest.approx(20 / 80)  # mean test 20 over mean training + validation 80
     assert "3 folds' split.csv" in source
     # a fold that is not in summary.csv does not count
-    ratio, _ = ratio_for_run(RunDir(path), summary[summary["fold"] != 2])
+    ratio, _ = ratio_for_run(RunDir(path), summary[summary["fold"] != 3])
     assert ratio == pytest.approx(20 / 80)
-    ratio, _ = ratio_for_run(RunDir(path), summary[summary["fold"] != 0])
+    ratio, _ = ratio_for_run(RunDir(path), summary[summary["fold"] != 1])
     assert ratio == pytest.approx(17.5 / 80)
 
 

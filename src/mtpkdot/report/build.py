@@ -126,7 +126,7 @@ def split_sizes(run: RunDir) -> pd.DataFrame:
     """``seed, fold, n_train, n_test`` from each fold's ``split.csv`` (training counts validation too)."""
     rows = []
     for fd in run.fold_dirs():
-        p = fd.path / "split.csv"
+        p = fd.split_csv
         if not p.is_file():
             continue
         try:
