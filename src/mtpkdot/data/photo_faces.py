@@ -32,8 +32,8 @@ class Motion:
     cx: float
     cy: float
     scale: float
-    drift: float = 60.0  # peak horizontal / vertical displacement in pixels
-    zoom: float = 0.12  # peak relative scale change
+    drift: float = 40.0  # peak horizontal displacement in pixels (half of it vertically)
+    zoom: float = 0.1  # peak relative scale change
     hidden: tuple[tuple[int, int], ...] = ()  # frame ranges [a, b) whose face is partly covered
 
 
@@ -138,7 +138,7 @@ def sample_motion(
     """One sample's motion: the subject's seat (centre, scale) plus a small per-sample shift."""
     cx, cy, s = seat
     return Motion(
-        cx + rng.uniform(-30, 30), cy + rng.uniform(-20, 20), s * rng.uniform(0.95, 1.05), hidden=hidden
+        cx + rng.uniform(-20, 20), cy + rng.uniform(-15, 15), s * rng.uniform(0.95, 1.05), hidden=hidden
     )
 
 
@@ -161,12 +161,14 @@ def make_photo_biovid(
     size: tuple[int, int] = (WIDTH, HEIGHT),
     hidden_every: int = 0,
     partly_every: int = 0,
+    blind_subjects: int = 0,
     seed: int = 0,
 ) -> Path:
     """Write a Biovid part-B layout (BL1 and PA4) of face-photo videos under ``root``; returns ``root``.
 
     ``hidden_every`` / ``partly_every`` cover the upper half of the face in some samples of each subject
-    (:func:`hidden_frames`). Existing files are reused (a
+    (:func:`hidden_frames`); the last ``blind_subjects`` subjects have it covered in every frame of every
+    sample (no detector can find them). Existing files are reused (a
     finished video or CSV is not rendered again), so a benchmark can call this every run.
     """
     import pandas as pd
@@ -188,7 +190,12 @@ def make_photo_biovid(
         for k in range(2 * samples_per_class):
             cls = ("BL1", "PA4")[k % 2]
             name = f"{subject}-{cls}-{k:03d}"
-            motion = sample_motion(rng, seat, hidden_frames(k, n, hidden_every, partly_every))
+            hidden = (
+                ((0, n),)
+                if s >= subjects - blind_subjects
+                else hidden_frames(k, n, hidden_every, partly_every)
+            )
+            motion = sample_motion(rng, seat, hidden)
             video = root / "video" / subject / f"{name}.mp4"
             if not video.is_file():
                 frames, boxes = render_frames(photo, face, back, motion, n)

@@ -250,18 +250,19 @@ def face_box(
     """The face box (x, y, w, h) of a clip: the per-coordinate median of each probe frame's largest box.
 
     The detector runs on ``probes`` evenly spaced frames; if none of them shows a face (a hand over the
-    face, a head turned away), it runs on every other frame of the clip before giving up. Frames are RGB
-    arrays or PyAV frames. Raises :class:`NoFaceError` if no frame has a face.
+    face, a head turned away), it runs on every other frame of the clip, and then needs a face on at
+    least two of them (a single hit among many frames is more often a false detection than a face).
+    Frames are RGB arrays or PyAV frames. Raises :class:`NoFaceError` if no face is found.
     """
     first = np.unique(np.linspace(0, len(frames) - 1, num=min(probes, len(frames))).round().astype(int))
     rest = [i for i in range(len(frames)) if i not in set(first.tolist())]
-    for picks in (first, rest):
+    for picks, needed in ((first, 1), (rest, min(2, len(rest)))):
         boxes = []
         for i in picks:
             found = detector(to_rgb(frames[i]))
             if len(found):
                 boxes.append(max(found, key=lambda b: b[2] * b[3]))
-        if boxes:
+        if boxes and len(boxes) >= needed:
             x, y, w, h = np.median(np.asarray(boxes, dtype=float), axis=0)
             return float(x), float(y), float(w), float(h)
     raise NoFaceError(f"no face detected in {source or 'video'}")
