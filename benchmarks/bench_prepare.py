@@ -53,6 +53,9 @@ def _child(root: str, store: str, workers: int, real: bool = False) -> None:
     import cv2  # noqa: F401
     import scipy.signal  # noqa: F401
 
+    import pandas  # noqa: F401
+    import torch  # noqa: F401  (the store's task description imports it: a one-off 2-4 s)
+
     import mtpkdot.signals.physio  # noqa: F401
     import mtpkdot.signals.video  # noqa: F401
     from mtpkdot.config import DataConfig
