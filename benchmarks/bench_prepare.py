@@ -21,6 +21,7 @@ buffers and memory-mapped pages.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -51,9 +52,8 @@ def _child(root: str, store: str, workers: int, real: bool = False) -> None:
     # includes their imports, is part of the 2-worker timing: amortised on real sizes)
     import av  # noqa: F401
     import cv2  # noqa: F401
-    import scipy.signal  # noqa: F401
-
     import pandas  # noqa: F401
+    import scipy.signal  # noqa: F401
     import torch  # noqa: F401  (the store's task description imports it: a one-off 2-4 s)
 
     import mtpkdot.signals.physio  # noqa: F401
@@ -112,8 +112,14 @@ def main() -> None:
         help="--real-size: where the videos are written (reused when present)",
     )
     ap.add_argument("--baseline-src", default=None, help="--real-size: also time this source tree's prepare")
+    ap.add_argument(
+        "--table", type=Path, default=None, help="print BENCHMARKS.md's rows from a --real-size JSON"
+    )
     ap.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.table:
+        _table(json.loads(args.table.read_text()))
+        return
     if args._child:
         _child(args._child[0], args._child[1], int(args._child[2]), args.real_size)
         return
@@ -226,6 +232,8 @@ def _real_size(args: argparse.Namespace) -> None:
         "split": split,
         "peak_mb": {w: r["peak_mb"] for w, r in runs.items()},
     }
+    if args.levers:
+        res["levers_ms_per_sample"] = _levers(videos[:12])
     if args.baseline_src:
         base = {w: _measure(root, w, real=True, src=args.baseline_src) for w in (1, 2)}
         res["baseline"] = {
@@ -242,6 +250,138 @@ def _real_size(args: argparse.Namespace) -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=1))
+
+
+def _levers(videos: list[Path]) -> dict:
+    """The video path (decode 10 frames, Haar crop, resize) with and without each lever, interleaved in
+    one process (same load), best of 3 rounds: wall and CPU ms per sample. Outputs must be identical."""
+    import av
+    import numpy as np
+
+    from mtpkdot.signals import video as V
+
+    det = V.get_face_detector("haar")
+
+    def before(p: Path) -> np.ndarray:  # the previous code: headers read by a second open, every
+        n, _ = V.video_info(p)  # sampled frame converted to RGB inside the decode loop
+        idx = V.tsn_indices(n, 10)
+        got = {}
+        with av.open(str(p)) as c:
+            st = c.streams.video[0]
+            st.thread_type = "AUTO"
+            for i, f in enumerate(c.decode(st)):
+                if i in set(idx.tolist()):
+                    got[i] = f.to_ndarray(format="rgb24")
+                if i >= idx.max():
+                    break
+        return V.resize_frames(V.crop_face(np.stack([got[int(i)] for i in idx]), det), 112)
+
+    def eager(p: Path) -> np.ndarray:
+        frames, _ = V.decode_frames(p, pick=lambda n, fps: V.tsn_indices(n, 10))
+        return V.resize_frames(V.crop_face(frames, det), 112)
+
+    def lazy(p: Path) -> np.ndarray:
+        frames, _ = V.decode_frames(p, pick=lambda n, fps: V.tsn_indices(n, 10), as_frames=True)
+        return V.resize_frames(V.crop_face(frames, det), 112)
+
+    variants = {
+        "before: two opens, RGB in the loop": before,
+        "one open, RGB after (reused scaler)": eager,
+        "one open, RGB of probes and crop only (kept)": lazy,
+    }
+    for threads in (1, 2):
+        variants[f"kept, decoder threads {threads}"] = functools.partial(_with_threads, lazy, threads)
+    best: dict[str, list[float]] = {k: [1e9, 1e9] for k in variants}
+    ref = None
+    for _ in range(3):
+        for name, fn in variants.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            outs = [_or_none(fn, v) for v in videos]
+            wall, cpu = (time.perf_counter() - w0) / len(videos), (time.process_time() - c0) / len(videos)
+            best[name] = [min(best[name][0], 1000 * wall), min(best[name][1], 1000 * cpu)]
+            ref = outs if ref is None else ref
+            assert all(
+                (a is None) == (b is None) and (a is None or np.array_equal(a, b))
+                for a, b in zip(ref, outs, strict=True)
+            )
+    for name, (wall, cpu) in best.items():
+        print(f"lever: {wall:6.1f} ms wall, {cpu:6.1f} ms CPU per sample  {name}")
+    return {name: {"wall_ms": w, "cpu_ms": c} for name, (w, c) in best.items()}
+
+
+def _with_threads(fn, threads: int, path: Path):
+    from mtpkdot.signals import video as V
+
+    old, V.DECODER_THREADS = V.DECODER_THREADS, threads
+    try:
+        return fn(path)
+    finally:
+        V.DECODER_THREADS = old
+
+
+def _or_none(fn, path: Path):
+    from mtpkdot.signals import SampleError
+
+    try:
+        return fn(path)
+    except SampleError:
+        return None
+
+
+# Full Biovid part B run (BENCHMARKS.md, item 4 of issue 14). Measured inputs: the JSON of --real-size and
+# benchmarks/results/{models,student}.json. ASSUMED (no GPU measured yet): the GPU rates below.
+PART_B = {"samples": 8600, "bl1_pa4_share": 0.4, "folds": 5, "seeds": 3, "train_share": 0.8 * 0.8}
+ASSUMED_GPU = {"r3d_18_train_clips_s": 1000.0, "r3d_18_eval_clips_s": 3000.0, "spec_train_clips_s": 5000.0}
+
+
+def _estimate(res: dict) -> dict:
+    n = PART_B["samples"] * PART_B["bl1_pa4_share"]
+    train = n * PART_B["train_share"]
+    val = n * 0.8 * 0.2
+    runs = PART_B["folds"] * PART_B["seeds"]
+    # prepare: 16 workers with one decoder thread each ~ 8 x the 2-worker rate here (assumes linear scaling)
+    prepare_s = n / (8 * res["prepare_per_s_2"])
+    video_s = 30 * (train / ASSUMED_GPU["r3d_18_train_clips_s"] + val / ASSUMED_GPU["r3d_18_eval_clips_s"])
+    emg_s = 30 * train / ASSUMED_GPU["spec_train_clips_s"]
+    features_s = n / ASSUMED_GPU["r3d_18_eval_clips_s"]
+    student = json.loads((Path(__file__).parent / "results" / "student.json").read_text())
+    step_s = student["cached_step_s"]  # measured on the CPU here: an upper bound on a GPU
+    students_s = 6 * 30 * -(-train // 128) * step_s
+    per_run = {
+        "video backbone (r3d_18)": video_s,
+        "EMG backbone": emg_s,
+        "feature cache": features_s,
+        "six students (CPU-measured step)": students_s,
+    }
+    total = prepare_s + runs * sum(per_run.values())
+    return {"samples": n, "prepare_s": prepare_s, "per_run_s": per_run, "runs": runs, "total_s": total}
+
+
+def _table(res: dict) -> None:
+    sp = res["split"]
+    print("| decode-only limit | prepare, 1 worker | prepare, 2 workers | ratio_1 | 2 workers / 1 |")
+    print("|---|---|---|---|---|")
+    print(
+        f"| {res['decode_limit_per_s']:.2f} videos/s ({res['decode_limit_setting']}) | "
+        f"{res['prepare_per_s_1']:.2f} samples/s | {res['prepare_per_s_2']:.2f} samples/s | "
+        f"{res['ratio_1']:.2f} | {res['speedup_2_vs_1']:.2f} |"
+    )
+    if "baseline" in res:
+        b = res["baseline"]
+        print(
+            f"\nSame run, previous code ({b['src']}): {b['prepare_per_s_1']:.2f} samples/s with 1 worker, "
+            f"{b['prepare_per_s_2']:.2f} with 2."
+        )
+    print("\n| per sample (1 worker) | " + " | ".join(sp) + " |")
+    print("|---" * (len(sp) + 1) + "|")
+    print("| ms | " + " | ".join(f"{1000 * v:.0f}" for v in sp.values()) + " |")
+    est = _estimate(res)
+    print(
+        f"\nEstimate: {est['samples']:.0f} samples; prepare {est['prepare_s'] / 60:.1f} min on 16 cores; per "
+        "(seed, fold): "
+        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in est["per_run_s"].items())
+        + f"; total {est['total_s'] / 3600:.1f} h for {est['runs']} runs"
+    )
 
 
 if __name__ == "__main__":
