@@ -112,6 +112,7 @@ def main() -> None:
         help="--real-size: where the videos are written (reused when present)",
     )
     ap.add_argument("--baseline-src", default=None, help="--real-size: also time this source tree's prepare")
+    ap.add_argument("--levers", action="store_true", help="--real-size: also time the video-path levers")
     ap.add_argument(
         "--table", type=Path, default=None, help="print BENCHMARKS.md's rows from a --real-size JSON"
     )
