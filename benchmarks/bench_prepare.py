@@ -1,17 +1,27 @@
 """Benchmark ``prepare`` on a synthetic Biovid set: samples/s with 1 and 2 workers, and peak memory at
 two dataset sizes (it must stay flat: nothing holds the whole dataset in RAM).
 
+``--real-size``: a Biovid part-B layout at the real size (1388 x 1038, 25 fps, 5.5 s, H.264) of a real
+face photograph moving over a background (``mtpkdot.data.photo_faces``), prepared as the paper does
+(10 frames, Haar face crop, 112 x 112, EDA, EMG spectrogram). It measures in one run: the decode-only
+limit (PyAV decoding every frame of the same files, no conversion, best of several thread settings),
+``prepare`` with 1 and 2 workers, and the time per sample split into decode, face detection,
+crop/resize, physio, write (from the 1-worker run). ``--baseline-src DIR`` also times another source
+tree's ``prepare`` (e.g. main's ``src``) on the same files in the same run, for a before/after.
+
 Each measurement runs in a fresh subprocess; peak memory is the larger of that process's and its
 worker processes' ``ru_maxrss`` (``resource.getrusage``), which, unlike tracemalloc, sees numpy
 buffers and memory-mapped pages.
 
     python benchmarks/bench_prepare.py --json bench_prepare.json            # 20 subjects (400 samples)
     python benchmarks/bench_prepare.py --subjects 4 --samples-per-class 2   # a tiny check
+    python benchmarks/bench_prepare.py --real-size --json benchmarks/results/prepare_real.json
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -27,33 +37,60 @@ MODALITIES = {
 }
 
 
-def _child(root: str, store: str, workers: int) -> None:
+REAL_MODALITIES = {
+    "video": {"kind": "video", "segments": 10, "size": 112, "face": "haar"},
+    "eda": {"kind": "eda", "column": "gsr", "lowpass_hz": 5.0, "normalize": "baseline"},
+    "emg": {"kind": "emg", "column": "emg_corrugator", "window": [2.0, 5.0], "highpass_hz": 20.0},
+}
+STAGES = ("decode", "face", "crop_resize", "physio", "write")
+
+
+def _child(root: str, store: str, workers: int, real: bool = False) -> None:
     import resource
 
     # import the decoders first so that the timing is the work, not the imports (worker start-up, which
     # includes their imports, is part of the 2-worker timing: amortised on real sizes)
     import av  # noqa: F401
     import cv2  # noqa: F401
+    import pandas  # noqa: F401
     import scipy.signal  # noqa: F401
+    import torch  # noqa: F401  (the store's task description imports it: a one-off 2-4 s)
 
     import mtpkdot.signals.physio  # noqa: F401
     import mtpkdot.signals.video  # noqa: F401
     from mtpkdot.config import DataConfig
-    from mtpkdot.data import prepare
 
-    cfg = DataConfig(dataset="biovid", root=root, modalities=MODALITIES, privileged=["eda", "emg"])
+    mods = REAL_MODALITIES if real else MODALITIES
+    cfg = DataConfig(dataset="biovid", root=root, modalities=mods, privileged=["eda", "emg"])
+    import importlib
+
+    prep = importlib.import_module("mtpkdot.data.prepare")
     t0 = time.perf_counter()
-    s = prepare(cfg, store, workers=workers, progress=False)
+    s = prep.prepare(cfg, store, workers=workers, progress=False)
     elapsed = time.perf_counter() - t0
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"n": len(s), "seconds": elapsed, "rss_main_mb": own, "rss_workers_mb": kids}))
+    stages = dict(getattr(prep, "STAGE_SECONDS", {}))  # filled in this process only (1 worker)
+    # samples/s counts every sample tried (a failed one was decoded too)
+    res = {
+        "n": len(s) + int(s.meta.get("failed", 0)),
+        "kept": len(s),
+        "seconds": elapsed,
+        "rss_main_mb": own,
+        "rss_workers_mb": kids,
+        "stages": stages,
+    }
+    print(json.dumps(res))
 
 
-def _measure(root: Path, workers: int) -> dict:
+def _measure(root: Path, workers: int, real: bool = False, src: str | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if src:
+            env["PYTHONPATH"] = src
         cmd = [sys.executable, __file__, "--_child", str(root), str(Path(tmp) / "store"), str(workers)]
+        if real:
+            cmd.append("--real-size")
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     res = json.loads(out.strip().splitlines()[-1])
     res["workers"] = workers
@@ -64,14 +101,34 @@ def _measure(root: Path, workers: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--subjects", type=int, default=20)
-    ap.add_argument("--samples-per-class", type=int, default=10)
+    ap.add_argument("--subjects", type=int, default=None, help="default 20 (--real-size: 4)")
+    ap.add_argument("--samples-per-class", type=int, default=None, help="default 10 (--real-size: 6)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--real-size", action="store_true", help="Biovid-size face videos (see above)")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=Path.home() / ".cache" / "mtpkdot" / "bench_real_size",
+        help="--real-size: where the videos are written (reused when present)",
+    )
+    ap.add_argument("--baseline-src", default=None, help="--real-size: also time this source tree's prepare")
+    ap.add_argument("--levers", action="store_true", help="--real-size: also time the video-path levers")
+    ap.add_argument(
+        "--table", type=Path, default=None, help="print BENCHMARKS.md's rows from a --real-size JSON"
+    )
     ap.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args._child:
-        _child(args._child[0], args._child[1], int(args._child[2]))
+    if args.table:
+        _table(json.loads(args.table.read_text()))
         return
+    if args._child:
+        _child(args._child[0], args._child[1], int(args._child[2]), args.real_size)
+        return
+    if args.real_size:
+        args.subjects, args.samples_per_class = args.subjects or 4, args.samples_per_class or 6
+        _real_size(args)
+        return
+    args.subjects, args.samples_per_class = args.subjects or 20, args.samples_per_class or 10
 
     from mtpkdot.config import SynthConfig
     from mtpkdot.data.synthetic import synth_biovid
@@ -98,6 +155,234 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
+
+
+def _decode_all(path: Path, thread_type: str, threads: int) -> int:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = thread_type
+        stream.codec_context.thread_count = threads
+        return sum(1 for _ in container.decode(stream))
+
+
+def _decode_limit(videos: list[Path]) -> dict:
+    """Videos/s of PyAV decoding every frame (no conversion): the best of a few thread settings, chosen on
+    a subset and then timed on every file (twice, the faster pass counts: the files are in the page cache)."""
+    settings = [("AUTO", 0), ("FRAME", 0), ("SLICE", 0), ("AUTO", 1)]
+    subset = videos[: max(4, len(videos) // 4)]
+    tried = {}
+    for tt, n in settings:
+        t0 = time.perf_counter()
+        for v in subset:
+            _decode_all(v, tt, n)
+        tried[f"{tt}/{n}"] = len(subset) / (time.perf_counter() - t0)
+    best = max(tried, key=tried.get)
+    tt, n = best.split("/")
+    passes = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        for v in videos:
+            _decode_all(v, tt, int(n))
+        passes.append(len(videos) / (time.perf_counter() - t0))
+    return {"per_s": max(passes), "setting": best, "subset_per_s": tried}
+
+
+def _real_size(args: argparse.Namespace) -> None:
+    from mtpkdot.data.photo_faces import make_photo_biovid
+
+    t0 = time.perf_counter()
+    # every 6th sample has the upper face covered on the first probe frames (more probes find it)
+    root = make_photo_biovid(args.data, args.subjects, args.samples_per_class, partly_every=6)
+    videos = sorted(root.glob("video/*/*.mp4"))
+    print(
+        f"{len(videos)} videos at 1388 x 1038 in {root} ({time.perf_counter() - t0:.0f} s to write or find)"
+    )
+    limit = _decode_limit(videos)
+    print(
+        f"decode-only limit: {limit['per_s']:.2f} videos/s ({limit['setting']}; subset: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in limit["subset_per_s"].items())
+        + ")"
+    )
+    runs = {w: _measure(root, w, real=True) for w in (1, 2)}
+    for w, r in runs.items():
+        print(
+            f"prepare, {w} worker(s): {r['samples_per_s']:.2f} samples/s ({r['n']} samples, {r['seconds']:.1f} s)"
+        )
+    n = runs[1]["n"]
+    split = {k: runs[1]["stages"].get(k, 0.0) / n for k in STAGES}
+    split["other"] = runs[1]["seconds"] / n - sum(split.values())
+    print("per sample (1 worker): " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in split.items()))
+    res = {
+        "settings": {
+            "modalities": REAL_MODALITIES,
+            "videos": len(videos),
+            "size": [1388, 1038],
+            "fps": 25,
+            "seconds": 5.5,
+            "codec": "H.264 (libx264 superfast, crf 23)",
+        },
+        "decode_limit_per_s": limit["per_s"],
+        "decode_limit_setting": limit["setting"],
+        "decode_limit_subset_per_s": limit["subset_per_s"],
+        "prepare_per_s_1": runs[1]["samples_per_s"],
+        "prepare_per_s_2": runs[2]["samples_per_s"],
+        "ratio_1": runs[1]["samples_per_s"] / limit["per_s"],
+        "speedup_2_vs_1": runs[2]["samples_per_s"] / runs[1]["samples_per_s"],
+        "split": split,
+        "peak_mb": {w: r["peak_mb"] for w, r in runs.items()},
+    }
+    if args.levers:
+        res["levers_ms_per_sample"] = _levers(videos[:12])
+    if args.baseline_src:
+        base = {w: _measure(root, w, real=True, src=args.baseline_src) for w in (1, 2)}
+        res["baseline"] = {
+            "src": args.baseline_src,
+            **{f"prepare_per_s_{w}": r["samples_per_s"] for w, r in base.items()},
+        }
+        print(
+            f"baseline {args.baseline_src}: "
+            + ", ".join(f"{w} worker(s) {r['samples_per_s']:.2f} samples/s" for w, r in base.items())
+        )
+    print(
+        f"ratio_1 = {res['ratio_1']:.2f} (target >= 0.8); 2 workers / 1 worker = {res['speedup_2_vs_1']:.2f}"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res, indent=1))
+
+
+def _levers(videos: list[Path]) -> dict:
+    """The video path (decode 10 frames, Haar crop, resize) with and without each lever, interleaved in
+    one process (same load), best of 3 rounds: wall and CPU ms per sample. Outputs must be identical."""
+    import av
+    import numpy as np
+
+    from mtpkdot.signals import video as V
+
+    det = V.get_face_detector("haar")
+
+    def before(p: Path) -> np.ndarray:  # the previous code: headers read by a second open, every
+        n, _ = V.video_info(p)  # sampled frame converted to RGB inside the decode loop
+        idx = V.tsn_indices(n, 10)
+        got = {}
+        with av.open(str(p)) as c:
+            st = c.streams.video[0]
+            st.thread_type = "AUTO"
+            for i, f in enumerate(c.decode(st)):
+                if i in set(idx.tolist()):
+                    got[i] = f.to_ndarray(format="rgb24")
+                if i >= idx.max():
+                    break
+        return V.resize_frames(V.crop_face(np.stack([got[int(i)] for i in idx]), det), 112)
+
+    def eager(p: Path) -> np.ndarray:
+        frames, _ = V.decode_frames(p, pick=lambda n, fps: V.tsn_indices(n, 10))
+        return V.resize_frames(V.crop_face(frames, det), 112)
+
+    def lazy(p: Path) -> np.ndarray:
+        frames, _ = V.decode_frames(p, pick=lambda n, fps: V.tsn_indices(n, 10), as_frames=True)
+        return V.resize_frames(V.crop_face(frames, det), 112)
+
+    variants = {
+        "before: two opens, RGB in the loop": before,
+        "one open, RGB after (reused scaler)": eager,
+        "one open, RGB of probes and crop only (kept)": lazy,
+    }
+    for threads in (1, 2):
+        variants[f"kept, decoder threads {threads}"] = functools.partial(_with_threads, lazy, threads)
+    best: dict[str, list[float]] = {k: [1e9, 1e9] for k in variants}
+    ref = None
+    for _ in range(3):
+        for name, fn in variants.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            outs = [_or_none(fn, v) for v in videos]
+            wall, cpu = (time.perf_counter() - w0) / len(videos), (time.process_time() - c0) / len(videos)
+            best[name] = [min(best[name][0], 1000 * wall), min(best[name][1], 1000 * cpu)]
+            ref = outs if ref is None else ref
+            assert all(
+                (a is None) == (b is None) and (a is None or np.array_equal(a, b))
+                for a, b in zip(ref, outs, strict=True)
+            )
+    for name, (wall, cpu) in best.items():
+        print(f"lever: {wall:6.1f} ms wall, {cpu:6.1f} ms CPU per sample  {name}")
+    return {name: {"wall_ms": w, "cpu_ms": c} for name, (w, c) in best.items()}
+
+
+def _with_threads(fn, threads: int, path: Path):
+    from mtpkdot.signals import video as V
+
+    old, V.DECODER_THREADS = V.DECODER_THREADS, threads
+    try:
+        return fn(path)
+    finally:
+        V.DECODER_THREADS = old
+
+
+def _or_none(fn, path: Path):
+    from mtpkdot.signals import SampleError
+
+    try:
+        return fn(path)
+    except SampleError:
+        return None
+
+
+# Full Biovid part B run (BENCHMARKS.md, item 4 of issue 14). Measured inputs: the JSON of --real-size and
+# benchmarks/results/{models,student}.json. ASSUMED (no GPU measured yet): the GPU rates below.
+PART_B = {"samples": 8600, "bl1_pa4_share": 0.4, "folds": 5, "seeds": 3, "train_share": 0.8 * 0.8}
+ASSUMED_GPU = {"r3d_18_train_clips_s": 1000.0, "r3d_18_eval_clips_s": 3000.0, "spec_train_clips_s": 5000.0}
+
+
+def _estimate(res: dict) -> dict:
+    n = PART_B["samples"] * PART_B["bl1_pa4_share"]
+    train = n * PART_B["train_share"]
+    val = n * 0.8 * 0.2
+    runs = PART_B["folds"] * PART_B["seeds"]
+    # prepare: 16 workers with one decoder thread each ~ 8 x the 2-worker rate here (assumes linear scaling)
+    prepare_s = n / (8 * res["prepare_per_s_2"])
+    video_s = 30 * (train / ASSUMED_GPU["r3d_18_train_clips_s"] + val / ASSUMED_GPU["r3d_18_eval_clips_s"])
+    emg_s = 30 * train / ASSUMED_GPU["spec_train_clips_s"]
+    features_s = n / ASSUMED_GPU["r3d_18_eval_clips_s"]
+    student = json.loads((Path(__file__).parent / "results" / "student.json").read_text())
+    step_s = student["cached_step_s"]  # measured on the CPU here: an upper bound on a GPU
+    students_s = 6 * 30 * -(-train // 128) * step_s
+    per_run = {
+        "video backbone (r3d_18)": video_s,
+        "EMG backbone": emg_s,
+        "feature cache": features_s,
+        "six students (CPU-measured step)": students_s,
+    }
+    total = prepare_s + runs * sum(per_run.values())
+    return {"samples": n, "prepare_s": prepare_s, "per_run_s": per_run, "runs": runs, "total_s": total}
+
+
+def _table(res: dict) -> None:
+    sp = res["split"]
+    print("| decode-only limit | prepare, 1 worker | prepare, 2 workers | ratio_1 | 2 workers / 1 |")
+    print("|---|---|---|---|---|")
+    print(
+        f"| {res['decode_limit_per_s']:.2f} videos/s ({res['decode_limit_setting']}) | "
+        f"{res['prepare_per_s_1']:.2f} samples/s | {res['prepare_per_s_2']:.2f} samples/s | "
+        f"{res['ratio_1']:.2f} | {res['speedup_2_vs_1']:.2f} |"
+    )
+    if "baseline" in res:
+        b = res["baseline"]
+        print(
+            f"\nSame run, previous code ({b['src']}): {b['prepare_per_s_1']:.2f} samples/s with 1 worker, "
+            f"{b['prepare_per_s_2']:.2f} with 2."
+        )
+    print("\n| per sample (1 worker) | " + " | ".join(sp) + " |")
+    print("|---" * (len(sp) + 1) + "|")
+    print("| ms | " + " | ".join(f"{1000 * v:.0f}" for v in sp.values()) + " |")
+    est = _estimate(res)
+    print(
+        f"\nEstimate: {est['samples']:.0f} samples; prepare {est['prepare_s'] / 60:.1f} min on 16 cores; per "
+        "(seed, fold): "
+        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in est["per_run_s"].items())
+        + f"; total {est['total_s'] / 3600:.1f} h for {est['runs']} runs"
+    )
 
 
 if __name__ == "__main__":

@@ -9,4 +9,5 @@ python benchmarks/bench_losses.py --json "$R/losses.json" --scaling-json "$R/los
 python benchmarks/bench_student.py --json "$R/student.json"
 python benchmarks/bench_models.py --json "$R/models.json"
 python benchmarks/bench_prepare.py --json "$R/prepare.json"
+python benchmarks/bench_prepare.py --real-size --json "$R/prepare_real.json"
 python benchmarks/bench_demo.py --json "$R/demo.json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 from pathlib import Path
 
@@ -272,3 +273,68 @@ def test_cli_synth_then_prepare(tmp_path: Path) -> None:
         app, ["prepare", str(cfg), "--set", "data.root=nowhere", "--out", str(tmp_path / "s2")]
     )
     assert res.exit_code == 1 and "nowhere does not exist" in res.output
+
+
+def test_corrupt_npy_is_reported_with_its_path(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(2):
+        for k in range(2):
+            sid = f"s{s}_{k}"
+            np.save(tmp_path / f"{sid}_face.npy", rng.integers(0, 255, (6, 12, 12, 3), dtype=np.uint8))
+            np.save(tmp_path / f"{sid}_feat.npy", rng.normal(size=5))
+            rows.append([sid, f"p{s}", k, f"{sid}_face.npy", f"{sid}_feat.npy"])
+    (tmp_path / "s1_0_feat.npy").write_bytes(b"\x93NUMPY garbage")  # a truncated header
+    (tmp_path / "s1_1_face.npy").write_bytes(np.save.__doc__.encode()[:200])  # not an .npy at all
+    pd.DataFrame(rows, columns=["sample_id", "subject_id", "label", "path_face", "path_feat"]).to_csv(
+        tmp_path / "manifest.csv", index=False
+    )
+    cfg = DataConfig(
+        dataset="own",
+        manifest=tmp_path / "manifest.csv",
+        modalities={"face": {"kind": "video", "segments": 2, "size": 8}, "feat": {"kind": "features"}},
+        prevalent=["face"],
+        privileged=["feat"],
+    )
+    store = prepare(cfg, tmp_path / "s", progress=False)
+    report = pd.read_csv(store.path / "prepare_report.csv", keep_default_na=False).set_index("sample_id")
+    assert len(store) == 2
+    for sid, name in (("s1_0", "s1_0_feat.npy"), ("s1_1", "s1_1_face.npy")):
+        reason = report.loc[sid, "reason"]
+        assert str(tmp_path / name) in reason and "not a valid .npy file" in reason, reason
+
+
+def test_unexpected_error_names_the_file(tmp_path: Path, biovid: Path, monkeypatch) -> None:
+    def broken(*a, **k):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr("mtpkdot.signals.physio.emg_spectrogram", broken)
+    store_dir = tmp_path / "s"
+    with pytest.raises(RuntimeError, match="no sample"):
+        prepare(_cfg(biovid), store_dir, progress=False)
+    reasons = [
+        json.loads(line)["reason"]
+        for line in (store_dir / ".work" / "failures.jsonl").read_text().splitlines()
+    ]
+    assert reasons and all(
+        "_bio.csv" in r and "modality 'emg'" in r and "ZeroDivisionError" in r for r in reasons
+    )
+
+
+def test_decode_video_for_gives_the_stored_clip(tmp_path: Path, biovid: Path) -> None:
+    from mtpkdot.config import ModalityConfig
+
+    store = prepare(_cfg(biovid), tmp_path / "s", progress=False)
+    mc = ModalityConfig(**MODALITIES["video"])
+    for i in (0, 5):
+        clip = prep.decode_video_for(Path(store.manifest["path_video"][i]), mc)
+        np.testing.assert_array_equal(clip, store.array("video")[i])
+
+
+def test_each_kind_has_a_handler() -> None:
+    from typing import get_args
+
+    from mtpkdot.config import ModalityConfig
+
+    kinds = get_args(ModalityConfig.model_fields["kind"].annotation)
+    assert set(prep._KINDS) == set(kinds)

@@ -1,6 +1,6 @@
 """``prepare``: decode every sample once into a store of fixed-shape arrays (resumable, parallel).
 
-Per modality kind (settings from ``data.modalities.<name>``):
+Per modality kind (settings from ``data.modalities.<name>``; one handler per kind in ``_KINDS``):
 
 - ``video``: PyAV decode (or a frame folder, or a ``.npy`` T x H x W x C), optional ``window`` in seconds,
   TSN sampling of ``segments x frames_per_segment`` frames, optional face crop (``face: haar``), resize
@@ -11,6 +11,10 @@ Per modality kind (settings from ``data.modalities.<name>``):
 - ``audio``: PyAV decode at ``audio_rate``; DFT spectrogram ``1 x freq_bins x time_bins`` per clip.
 - ``features``: ``.npy`` vector ``D``.
 
+Faces: on datasets filmed with a fixed camera (``FIXED_CAMERA_DATASETS``), a sample whose video shows no
+face on any sampled frame is cropped with its subject's usual face box (the median of the boxes detected
+in that subject's other samples) once every sample has been seen; ``prepare_report.csv`` says so.
+
 Bookkeeping: work arrays live in ``<store>/.work`` with a per-sample status bitmap flushed every few
 seconds (after the arrays), keyed by a hash of the preparation settings and the manifest. Re-running
 continues where it stopped; a finished store with the same key is returned without work.
@@ -18,6 +22,7 @@ continues where it stopped; a finished store with the same key is returned witho
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -25,14 +30,16 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mtpkdot.atomic import atomic_write_csv, atomic_write_text
 from mtpkdot.data.manifest import path_column, read_manifest, task_spec
 from mtpkdot.data.store import Store
-from mtpkdot.signals.errors import SampleError
+from mtpkdot.signals.errors import NoFaceError, SampleError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,6 +50,28 @@ _ENCODER_FIELDS = {"backbone", "backbone_kwargs", "feature_dim", "weights", "tra
 _DEFAULT_COLUMNS = {"eda": "gsr", "emg": "emg_corrugator"}
 _STORE_FILES = ("done", "meta.json", "manifest.csv", "prepare_report.csv")
 FLUSH_SECONDS = 2.0
+
+# datasets filmed by a fixed camera: a sample without a detected face borrows its subject's face box
+FIXED_CAMERA_DATASETS = frozenset({"biovid", "biovid_authors", "synthetic_biovid"})
+FALLBACK_REASON = "face: subject fallback"
+# per-sample status in the work bitmap
+PENDING, OK, FAILED, NO_FACE, OK_FALLBACK = 0, 1, 2, 3, 4
+# work arrays whose name starts with this are bookkeeping (face boxes), not part of the store
+_BOX = "_box_"
+# row key of a sample re-run with the subject fallback: {modality: (x, y, w, h)}
+_FALLBACK = "_fallback_boxes"
+
+# seconds spent per stage in this process (decode, face, crop_resize, physio, write): read by the benchmark
+STAGE_SECONDS: dict[str, float] = defaultdict(float)
+
+
+@contextlib.contextmanager
+def _timed(stage: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        STAGE_SECONDS[stage] += time.perf_counter() - t0
 
 
 def prepare_key(data_cfg: Any, manifest: pd.DataFrame) -> str:
@@ -57,6 +86,18 @@ def prepare_key(data_cfg: Any, manifest: pd.DataFrame) -> str:
 
 
 # ------------------------------------------------------------------------------------ per-sample work
+def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """``np.load`` of one sample file; a missing or corrupt file is a :class:`SampleError` naming it."""
+    import numpy as np
+
+    if not path.is_file():
+        raise SampleError(f"file {path} does not exist")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise SampleError(f"cannot read {path} (not a valid .npy file: {exc})") from None
+
+
 def _columns(m: Any) -> list[str]:
     col = m.column or _DEFAULT_COLUMNS.get(m.kind)
     if not col:
@@ -70,9 +111,7 @@ def _load_signal(path: Path, m: Any) -> np.ndarray:
     from mtpkdot.signals import physio
 
     if path.suffix.lower() == ".npy":
-        if not path.is_file():
-            raise SampleError(f"file {path} does not exist")
-        x = np.load(path).astype(np.float64)
+        x = _load_npy(path).astype(np.float64)
         x = x[None, :] if x.ndim == 1 else x
         if x.ndim != 2:
             raise SampleError(f"{path}: a signal must be C x T or T, got shape {x.shape}")
@@ -99,54 +138,163 @@ def _frame_window(n: int, fps: float, window: tuple[float, float] | None, source
     return a, b
 
 
-def _video(path: Path, m: Any, row: dict[str, Any]) -> np.ndarray:
-    import numpy as np
+def _sampled(n: int, fps: float, m: Any, source: Path) -> np.ndarray:
+    """TSN indices of the clip's frames inside the modality's window."""
+    from mtpkdot.signals.video import tsn_indices
+
+    a, b = _frame_window(n, fps, m.window, source)
+    return a + tsn_indices(b - a, m.segments, m.frames_per_segment)
+
+
+def _folder_frames(path: Path, m: Any, row: dict[str, Any]) -> np.ndarray:
     import pandas as pd
 
     from mtpkdot.signals import video as V
 
-    clip = m.segments * m.frames_per_segment
-    if path.is_dir():
-        files = V.list_frame_files(path)
-        start, end = row.get("start_frame"), row.get("end_frame")
-        if start is not None and not pd.isna(start):
-            if int(end) > len(files):
-                raise SampleError(
-                    f"wrong length: {path} has {len(files)} frames, the annotation asks for {start}..{end}"
-                )
-            files = files[int(start) - 1 : int(end)]
-        a, b = _frame_window(len(files), 25.0, m.window, path)
-        idx = a + V.tsn_indices(b - a, m.segments, m.frames_per_segment)
-        frames = V.read_frames([files[i] for i in idx])
-    elif path.suffix.lower() == ".npy":
-        if not path.is_file():
-            raise SampleError(f"file {path} does not exist")
-        arr = np.load(path, mmap_mode="r")
-        if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
-            raise SampleError(f"{path}: video must be T x H x W x C (C = 1 or 3), got shape {arr.shape}")
-        a, b = _frame_window(arr.shape[0], 25.0, m.window, path)
-        frames = np.asarray(arr[a + V.tsn_indices(b - a, m.segments, m.frames_per_segment)])
-        if frames.dtype != np.uint8:
-            scale = 255.0 if frames.max() <= 1.0 else 1.0
-            frames = np.clip(frames * scale, 0, 255).astype(np.uint8)
-        if frames.shape[-1] == 1:
-            frames = np.repeat(frames, 3, axis=-1)
+    files = V.list_frame_files(path)
+    start, end = row.get("start_frame"), row.get("end_frame")
+    if start is not None and not pd.isna(start):
+        if int(end) > len(files):
+            raise SampleError(
+                f"wrong length: {path} has {len(files)} frames, the annotation asks for {start}..{end}"
+            )
+        files = files[int(start) - 1 : int(end)]
+    return V.read_frames([files[i] for i in _sampled(len(files), 25.0, m, path)])
+
+
+def _npy_frames(path: Path, m: Any) -> np.ndarray:
+    import numpy as np
+
+    arr = _load_npy(path, mmap=True)
+    if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
+        raise SampleError(f"{path}: video must be T x H x W x C (C = 1 or 3), got shape {arr.shape}")
+    frames = np.asarray(arr[_sampled(arr.shape[0], 25.0, m, path)])
+    if frames.dtype != np.uint8:
+        scale = 255.0 if frames.max() <= 1.0 else 1.0
+        frames = np.clip(frames * scale, 0, 255).astype(np.uint8)
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, axis=-1)
+    return frames
+
+
+def _file_frames(path: Path, m: Any, lazy: bool) -> Any:
+    """Sampled frames of a video file; ``lazy``: PyAV frames not yet converted to RGB (for a face crop)."""
+    from mtpkdot.signals import video as V
+
+    if not path.is_file():
+        raise SampleError(f"video file {path} does not exist")
+    frames, _ = V.decode_frames(path, pick=lambda n, fps: _sampled(n, fps, m, path), as_frames=lazy)
+    return frames
+
+
+def _video_sample(
+    path: Path, m: Any, row: dict[str, Any], fallback: tuple[float, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The stored clip ``T x size x size x 3`` and, with a face crop, its box record
+    ``[x, y, w, h, x0, y0, side, used_fallback]`` (detected box, crop square, 1 if ``fallback`` was used)."""
+    import numpy as np
+
+    from mtpkdot.signals import video as V
+
+    with _timed("decode"):
+        if path.is_dir():
+            frames = _folder_frames(path, m, row)
+        elif path.suffix.lower() == ".npy":
+            frames = _npy_frames(path, m)
+        else:
+            frames = _file_frames(path, m, lazy=m.face != "none")
+    assert len(frames) == m.segments * m.frames_per_segment
+    if m.face == "none":
+        with _timed("crop_resize"):
+            return V.resize_frames(frames, m.size), None
+    used = 0.0
+    with _timed("face"):
+        try:
+            box = V.face_box(frames, V.get_face_detector(m.face), source=str(path))
+        except NoFaceError:
+            if fallback is None:
+                raise
+            box, used = tuple(fallback), 1.0
+    with _timed("crop_resize"):
+        square = V.crop_square(box, *V.frame_size(frames))
+        clip = V.resize_frames(V.crop_frames(frames, square), m.size)
+    return clip, np.asarray([*box, *square, used], dtype=np.float64)
+
+
+def decode_video_for(path: Path, mc: Any) -> np.ndarray:
+    """One video prepared as ``prepare`` stores it for modality config ``mc`` (``T x size x size x 3``)."""
+    return _video_sample(Path(path), mc, {})[0]
+
+
+def _video_kind(path: Path, m: Any, row: dict[str, Any], name: str) -> dict[str, np.ndarray]:
+    clip, box = _video_sample(path, m, row, row.get(_FALLBACK, {}).get(name))
+    return {name: clip} if box is None else {name: clip, _BOX + name: box}
+
+
+def _signal_kind(path: Path, m: Any, row: dict[str, Any], name: str) -> dict[str, np.ndarray]:
+    import numpy as np
+
+    with _timed("physio"):
+        return {name: _load_signal(path, m).astype(np.float32)}
+
+
+def _emg_kind(path: Path, m: Any, row: dict[str, Any], name: str) -> dict[str, np.ndarray]:
+    import numpy as np
+
+    from mtpkdot.signals.physio import emg_spectrogram
+
+    with _timed("physio"):
+        return {name: emg_spectrogram(_load_signal(path, m), m.sample_rate, m.log).astype(np.float32)}
+
+
+def _audio_kind(path: Path, m: Any, row: dict[str, Any], name: str) -> dict[str, np.ndarray]:
+    import numpy as np
+
+    from mtpkdot.signals.audio import decode_audio, dft_spectrogram
+    from mtpkdot.signals.physio import take_window
+
+    if path.suffix.lower() == ".npy":
+        wav = _load_npy(path).astype(np.float32).reshape(-1)
     else:
         if not path.is_file():
-            raise SampleError(f"video file {path} does not exist")
-        n, fps = V.video_info(path)
-        if n <= 0:  # headers without a frame count: decode once to count
-            frames, fps = V.decode_frames(path)
-            n = len(frames)
-            a, b = _frame_window(n, fps, m.window, path)
-            frames = frames[a + V.tsn_indices(b - a, m.segments, m.frames_per_segment)]
-        else:
-            a, b = _frame_window(n, fps, m.window, path)
-            frames, _ = V.decode_frames(path, a + V.tsn_indices(b - a, m.segments, m.frames_per_segment))
-    assert len(frames) == clip
-    if m.face != "none":
-        frames = V.crop_face(frames, V.get_face_detector(m.face), source=str(path))
-    return V.resize_frames(frames, m.size)
+            raise SampleError(f"audio file {path} does not exist")
+        wav = decode_audio(path, m.audio_rate)
+    wav = take_window(wav[None], m.audio_rate, m.window, source=str(path))[0]
+    return {name: dft_spectrogram(wav, m.freq_bins, m.time_bins)[None]}
+
+
+def _features_kind(path: Path, m: Any, row: dict[str, Any], name: str) -> dict[str, np.ndarray]:
+    import numpy as np
+
+    v = _load_npy(path).astype(np.float32)
+    if v.ndim != 1:
+        raise SampleError(f"{path}: a feature vector must be 1-D, got shape {v.shape}")
+    return {name: v}
+
+
+KindHandler = Callable[[Path, Any, dict[str, Any], str], "dict[str, np.ndarray]"]
+# one handler per modality kind: (file, modality config, manifest row, modality name) -> arrays
+_KINDS: dict[str, KindHandler] = {
+    "video": _video_kind,
+    "eda": _signal_kind,
+    "signal": _signal_kind,
+    "emg": _emg_kind,
+    "audio": _audio_kind,
+    "features": _features_kind,
+}
+
+
+@contextlib.contextmanager
+def _names_file(path: Any, modality: str) -> Iterator[None]:
+    """Any unexpected error while reading one file becomes a SampleError that names the file."""
+    try:
+        yield
+    except SampleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a decoder or parser error is still one bad sample
+        raise SampleError(
+            f"cannot prepare {path} (modality {modality!r}): {type(exc).__name__}: {exc}"
+        ) from None
 
 
 @functools.lru_cache(maxsize=4)
@@ -194,103 +342,106 @@ def _audio_track(path: str, rate: int) -> tuple[np.ndarray, float]:
     return decode_audio(path, rate), fps
 
 
+@dataclass(frozen=True)
+class _Span:
+    """The frames of one Affwild2-like sample: ``clips`` clips of ``clip`` frames from ``start``."""
+
+    start: int
+    clips: int
+    clip: int
+    n_labels: int  # frames with an annotation line
+
+
+def _sequence_video(path: str, m: Any, span: _Span) -> np.ndarray:
+    import numpy as np
+
+    from mtpkdot.signals.video import read_frames, resize_frames
+
+    nums, names = _frame_index(path)
+    frames_idx = np.arange(span.start, span.start + span.clips * span.clip)
+    # frame k (0-based) is file k+1; a missing file borrows the nearest existing frame
+    want = np.minimum(frames_idx, max(span.n_labels, 1) - 1) + 1
+    pos = np.clip(np.searchsorted(nums, want), 0, len(nums) - 1)
+    left = np.clip(pos - 1, 0, len(nums) - 1)
+    pick = np.where(np.abs(nums[left] - want) <= np.abs(nums[pos] - want), left, pos)
+    frames = resize_frames(read_frames([Path(names[i]) for i in pick]), m.size)
+    return frames.reshape(span.clips, span.clip, *frames.shape[1:])
+
+
+def _sequence_audio(path: str, m: Any, span: _Span) -> np.ndarray:
+    import numpy as np
+
+    from mtpkdot.signals.audio import dft_spectrogram
+
+    wav, fps = _audio_track(path, m.audio_rate)
+    specs = []
+    for j in range(span.clips):
+        f0 = span.start + j * span.clip
+        a = int(round(f0 / fps * m.audio_rate))
+        b = int(round((f0 + span.clip) / fps * m.audio_rate))
+        seg = wav[a:b]
+        if len(seg) < b - a:  # past the end of the track: silence
+            seg = np.pad(seg, (0, b - a - len(seg)))
+        specs.append(dft_spectrogram(seg, m.freq_bins, m.time_bins)[None])
+    return np.stack(specs)
+
+
+# sequence (Affwild2-like) handlers per modality kind: (path, modality config, span) -> array
+_SEQUENCE_KINDS: dict[str, Callable[[str, Any, _Span], np.ndarray]] = {
+    "video": _sequence_video,
+    "audio": _sequence_audio,
+}
+
+
 def _sequence_sample(row: dict[str, Any], data_cfg: Any, clip: int) -> dict[str, np.ndarray]:
     """Affwild2-like: ``sequence_length`` clips of ``clip`` consecutive frames from ``frame_start``."""
     import numpy as np
 
-    from mtpkdot.signals.audio import dft_spectrogram
-    from mtpkdot.signals.video import read_frames, resize_frames
-
-    L = data_cfg.sequence_length
-    start, total = int(row["frame_start"]), L * clip
-    frames_idx = np.arange(start, start + total)
     va = _annotation(row["annotation"])
+    span = _Span(int(row["frame_start"]), data_cfg.sequence_length, clip, len(va))
+    total = span.clips * clip
+    frames_idx = np.arange(span.start, span.start + total)
     labels = np.full((total, 2), np.nan, np.float32)
     valid = frames_idx < len(va)
     labels[valid] = va[frames_idx[valid]]
-    out: dict[str, np.ndarray] = {"labels": labels.reshape(L, clip, 2)}
+    out: dict[str, np.ndarray] = {"labels": labels.reshape(span.clips, clip, 2)}
     for name, m in data_cfg.modalities.items():
-        path = row[path_column(name)]
-        if m.kind == "video":
-            nums, names = _frame_index(path)
-            # frame k (0-based) is file k+1; a missing file borrows the nearest existing frame
-            want = np.minimum(frames_idx, max(len(va), 1) - 1) + 1
-            pos = np.clip(np.searchsorted(nums, want), 0, len(nums) - 1)
-            left = np.clip(pos - 1, 0, len(nums) - 1)
-            pick = np.where(np.abs(nums[left] - want) <= np.abs(nums[pos] - want), left, pos)
-            frames = resize_frames(read_frames([Path(names[i]) for i in pick]), m.size)
-            out[name] = frames.reshape(L, clip, *frames.shape[1:])
-        elif m.kind == "audio":
-            wav, fps = _audio_track(path, m.audio_rate)
-            specs = []
-            for j in range(L):
-                f0 = start + j * clip
-                a = int(round(f0 / fps * m.audio_rate))
-                b = int(round((f0 + clip) / fps * m.audio_rate))
-                seg = wav[a:b]
-                if len(seg) < b - a:  # past the end of the track: silence
-                    seg = np.pad(seg, (0, b - a - len(seg)))
-                specs.append(dft_spectrogram(seg, m.freq_bins, m.time_bins)[None])
-            out[name] = np.stack(specs)
-        else:
+        if m.kind not in _SEQUENCE_KINDS:
             raise SampleError(f"modality kind {m.kind!r} is not supported for sequences")
+        path = row[path_column(name)]
+        with _names_file(path, name):
+            out[name] = _SEQUENCE_KINDS[m.kind](path, m, span)
+    return out
+
+
+def _single_sample(row: dict[str, Any], data_cfg: Any) -> dict[str, np.ndarray]:
+    import numpy as np
+
+    out = {"labels": np.asarray(int(row["label"]), dtype=np.int64)}
+    for name, m in data_cfg.modalities.items():
+        path = Path(str(row[path_column(name)]))
+        with _names_file(path, name):
+            out.update(_KINDS[m.kind](path, m, row, name))
     return out
 
 
 def process_sample(row: dict[str, Any], data_cfg: Any, sequence: bool) -> dict[str, np.ndarray]:
-    """Decode one manifest row into its arrays (one per modality, plus ``labels``).
+    """Decode one manifest row into its arrays (one per modality, plus ``labels``; with a face crop,
+    also the box record ``_box_<modality>``, which the store does not keep).
 
     Raises :class:`SampleError` (naming the file) for a sample that cannot be used.
     """
     import numpy as np
 
-    if sequence:
-        out = _sequence_sample(row, data_cfg, _clip_frames(data_cfg))
-    else:
-        out = {"labels": np.asarray(int(row["label"]), dtype=np.int64)}
-        for name, m in data_cfg.modalities.items():
-            path = Path(str(row[path_column(name)]))
-            if m.kind == "video":
-                out[name] = _video(path, m, row)
-            elif m.kind in ("eda", "signal"):
-                out[name] = _load_signal(path, m).astype(np.float32)
-            elif m.kind == "emg":
-                from mtpkdot.signals.physio import emg_spectrogram
-
-                out[name] = emg_spectrogram(_load_signal(path, m), m.sample_rate, m.log).astype(np.float32)
-            elif m.kind == "audio":
-                out[name] = _audio_clip(path, m)
-            elif m.kind == "features":
-                if not path.is_file():
-                    raise SampleError(f"feature file {path} does not exist")
-                v = np.load(path).astype(np.float32)
-                if v.ndim != 1:
-                    raise SampleError(f"{path}: a feature vector must be 1-D, got shape {v.shape}")
-                out[name] = v
+    out = (
+        _sequence_sample(row, data_cfg, _clip_frames(data_cfg)) if sequence else _single_sample(row, data_cfg)
+    )
     for name, arr in out.items():
         if name != "labels" and arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise SampleError(
                 f"NaN values in modality {name!r} of {row.get(path_column(name), row['sample_id'])}"
             )
     return out
-
-
-def _audio_clip(path: Path, m: Any) -> np.ndarray:
-    import numpy as np
-
-    from mtpkdot.signals.audio import decode_audio, dft_spectrogram
-    from mtpkdot.signals.physio import take_window
-
-    if path.suffix.lower() == ".npy":
-        if not path.is_file():
-            raise SampleError(f"file {path} does not exist")
-        wav = np.load(path).astype(np.float32).reshape(-1)
-    else:
-        if not path.is_file():
-            raise SampleError(f"audio file {path} does not exist")
-        wav = decode_audio(path, m.audio_rate)
-    wav = take_window(wav[None], m.audio_rate, m.window, source=str(path))[0]
-    return dft_spectrogram(wav, m.freq_bins, m.time_bins)[None]
 
 
 def _clip_frames(data_cfg: Any) -> int:
@@ -301,40 +452,60 @@ def _clip_frames(data_cfg: Any) -> int:
 
 # --------------------------------------------------------------------------------------- worker pool
 _WORKER: dict[str, Any] = {}
+# (manifest index, arrays or None, failure reason or None, status code OK / FAILED / NO_FACE)
+Result = tuple[int, "dict[str, np.ndarray] | None", "str | None", int]
 
 
-def _init_worker(data_cfg: Any, sequence: bool) -> None:
+def _init_worker(data_cfg: Any, sequence: bool, decoder_threads: int = 0) -> None:
     import cv2
 
+    from mtpkdot.signals import video
+
     cv2.setNumThreads(1)
+    video.DECODER_THREADS = decoder_threads
     _WORKER.update(data_cfg=data_cfg, sequence=sequence)
 
 
-def _run_one(item: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, np.ndarray] | None, str | None]:
+def _run_one(item: tuple[int, dict[str, Any]]) -> Result:
     i, row = item
     try:
-        return i, process_sample(row, _WORKER["data_cfg"], _WORKER["sequence"]), None
+        return i, process_sample(row, _WORKER["data_cfg"], _WORKER["sequence"]), None, OK
+    except NoFaceError as exc:
+        return i, None, str(exc), NO_FACE
     except SampleError as exc:
-        return i, None, str(exc)
-    except Exception as exc:  # noqa: BLE001 - an unexpected decoder error is still one bad sample
-        return i, None, f"{type(exc).__name__}: {exc} (sample {row.get('sample_id')})"
+        return i, None, str(exc), FAILED
+    except Exception as exc:  # noqa: BLE001 - an unexpected error is still one bad sample
+        return i, None, f"{type(exc).__name__}: {exc} (sample {row.get('sample_id')})", FAILED
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _results(
     items: list[tuple[int, dict[str, Any]]], data_cfg: Any, sequence: bool, workers: int
-) -> Iterator[tuple[int, dict[str, np.ndarray] | None, str | None]]:
+) -> Iterator[Result]:
+    """Results in the order of ``items``; ``workers`` > 1 runs them in spawned processes."""
     if workers <= 1 or len(items) <= 1:
         _init_worker(data_cfg, sequence)
-        for item in items:
-            yield _run_one(item)
+        yield from map(_run_one, items)
         return
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
 
-    with mp.get_context("spawn").Pool(
-        workers, initializer=_init_worker, initargs=(data_cfg, sequence)
-    ) as pool:
+    # each worker's decoder gets its share of the cores: N workers x all cores would oversubscribe
+    threads = max(1, _cpu_count() // workers)
+    pool = ProcessPoolExecutor(
+        workers, mp.get_context("spawn"), initializer=_init_worker, initargs=(data_cfg, sequence, threads)
+    )
+    try:
         # chunks keep consecutive samples of one video on one worker (its decoded audio stays cached)
-        yield from pool.imap_unordered(_run_one, items, chunksize=4)
+        yield from pool.map(_run_one, items, chunksize=4)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # an interruption does not wait for the rest
 
 
 # ----------------------------------------------------------------------------------------- prepare
@@ -353,6 +524,36 @@ def default_store_dir(cfg: Any) -> Path:
     return Path("runs") / getattr(cfg, "name", "experiment") / "store"
 
 
+@dataclass
+class _Job:
+    """One prepare run: what it reads, where it writes, and the per-sample bookkeeping in ``.work``."""
+
+    store_dir: Path
+    data_cfg: Any
+    manifest: pd.DataFrame
+    key: str
+    workers: int
+    strict: bool
+    progress: bool
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    failures: dict[int, str] = field(default_factory=dict)
+    specs: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    status: Any = None
+
+    @property
+    def work(self) -> Path:
+        return self.store_dir / ".work"
+
+    @property
+    def sequence(self) -> bool:
+        return "annotation" in self.manifest.columns
+
+    @property
+    def fixed_camera(self) -> bool:
+        return self.data_cfg.dataset in FIXED_CAMERA_DATASETS
+
+
 def prepare(
     cfg: Any,
     store_dir: str | Path | None = None,
@@ -368,12 +569,8 @@ def prepare(
     ``prepare_report.csv`` and left out of the store; ``strict=True`` raises :class:`SampleError`
     at the first failure instead.
     """
-    import numpy as np
-    from tqdm import tqdm
-
     data_cfg = cfg.data if hasattr(cfg, "data") else cfg
     store_dir = Path(store_dir) if store_dir is not None else default_store_dir(cfg)
-    workers = int(workers or data_cfg.workers)
     manifest = read_manifest(data_cfg)
     key = prepare_key(data_cfg, manifest)
     done = store_dir / "done"
@@ -381,89 +578,163 @@ def prepare(
         if progress:
             print(f"store {store_dir} is up to date ({len(Store(store_dir))} samples)", file=sys.stderr)
         return Store(store_dir)
-    work = store_dir / ".work"
-    if not ((work / "key").is_file() and (work / "key").read_text().strip() == key):
-        _wipe(store_dir)
-        work.mkdir(parents=True)
-        atomic_write_text(work / "key", key)
-    sequence = "annotation" in manifest.columns
-    n = len(manifest)
-    rows = manifest.to_dict("records")
+    job = _Job(store_dir, data_cfg, manifest, key, int(workers or data_cfg.workers), strict, progress)
+    job.rows = manifest.to_dict("records")
+    _open_work(job)
+    _run(job, [(i, job.rows[i]) for i in _pending(job)], f"prepare {data_cfg.dataset}")
+    _face_fallback(job)
+    return _finish(job)
+
+
+def _open_work(job: _Job) -> None:
+    """Start or resume the work folder: arrays and status bitmap, created by the first good sample."""
     from numpy.lib.format import open_memmap
 
-    shapes_file = work / "shapes.json"
-    first: tuple[int, dict[str, np.ndarray]] | None = None
-    failures: dict[int, str] = _read_failures(work)
-    if not shapes_file.is_file():
-        # probe: the first sample that decodes fixes every array's shape and dtype
-        for i in range(n):
-            _, res, err = _results([(i, rows[i])], data_cfg, sequence, 1).__next__()
-            if res is not None:
-                first = (i, res)
-                break
-            failures[i] = str(err)
-            _append_failure(work, i, str(err))
-            if strict:
-                raise SampleError(str(err))
-        if first is None:
-            raise RuntimeError(
-                f"no sample of {data_cfg.dataset} ({data_cfg.root}) could be prepared; first error: {failures.get(0)}"
-            )
-        specs = {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in first[1].items()}
-        arrays = {
-            k: open_memmap(work / f"{k}.npy", mode="w+", dtype=s["dtype"], shape=(n, *s["shape"]))
-            for k, s in specs.items()
-        }
-        status = open_memmap(work / "status.npy", mode="w+", dtype=np.int8, shape=(n,))
-        status[list(failures)] = 2
-        for k, arr in first[1].items():
-            arrays[k][first[0]] = arr
-        status[first[0]] = 1
-        for a in arrays.values():
-            a.flush()
-        status.flush()
-        atomic_write_text(shapes_file, json.dumps(specs))
-    specs = json.loads(shapes_file.read_text())
-    arrays = {k: open_memmap(work / f"{k}.npy", mode="r+") for k in specs}
-    status = open_memmap(work / "status.npy", mode="r+")
-    pending = np.flatnonzero(status == 0)
+    work = job.work
+    if not ((work / "key").is_file() and (work / "key").read_text().strip() == job.key):
+        _wipe(job.store_dir)
+        work.mkdir(parents=True)
+        atomic_write_text(work / "key", job.key)
+    job.failures = _read_failures(work)
+    if not (work / "shapes.json").is_file():
+        _probe(job)
+    job.specs = json.loads((work / "shapes.json").read_text())
+    job.arrays = {k: open_memmap(work / f"{k}.npy", mode="r+") for k in job.specs}
+    job.status = open_memmap(work / "status.npy", mode="r+")
+
+
+def _probe(job: _Job) -> None:
+    """The first sample that decodes fixes every array's shape and dtype (``shapes.json``)."""
+    import numpy as np
+    from numpy.lib.format import open_memmap
+
+    n, early = len(job.rows), {}
+    for i in range(n):
+        _, res, err, code = next(_results([(i, job.rows[i])], job.data_cfg, job.sequence, 1))
+        if res is not None:
+            break
+        early[i] = _failure_code(job, i, str(err), code, final=False)
+    else:
+        raise RuntimeError(
+            f"no sample of {job.data_cfg.dataset} ({job.data_cfg.root}) could be prepared; "
+            f"first error: {job.failures.get(0)}"
+        )
+    specs = {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in res.items()}
+    job.arrays = {
+        k: open_memmap(job.work / f"{k}.npy", mode="w+", dtype=s["dtype"], shape=(n, *s["shape"]))
+        for k, s in specs.items()
+    }
+    job.status = open_memmap(job.work / "status.npy", mode="w+", dtype=np.int8, shape=(n,))
+    for j, code in early.items():
+        job.status[j] = code
+    job.specs = specs
+    _keep(job, i, res)
+    _flush(job)
+    atomic_write_text(job.work / "shapes.json", json.dumps(specs))
+
+
+def _pending(job: _Job) -> list[int]:
+    import numpy as np
+
+    return [int(i) for i in np.flatnonzero(job.status == PENDING)]
+
+
+def _flush(job: _Job) -> None:
+    for a in job.arrays.values():
+        a.flush()  # arrays before the bitmap: a sample marked done is really on disk
+    if job.status is not None:
+        job.status.flush()
+
+
+def _run(job: _Job, items: list[tuple[int, dict[str, Any]]], desc: str, final: bool = False) -> None:
+    """Process ``items`` and write each result into the work arrays as it arrives."""
+    from tqdm import tqdm
+
+    if not items:
+        return
+    results = _results(items, job.data_cfg, job.sequence, job.workers)
+    bar = tqdm(results, total=len(items), desc=desc, unit="sample", disable=not job.progress)
     last_flush = time.monotonic()
-
-    def flush() -> None:
-        for a in arrays.values():
-            a.flush()  # arrays before the bitmap: a sample marked done is really on disk
-        status.flush()
-
-    bar = tqdm(total=len(pending), desc=f"prepare {data_cfg.dataset}", unit="sample", disable=not progress)
     try:
-        for i, res, err in _results([(int(i), rows[i]) for i in pending], data_cfg, sequence, workers):
-            if res is not None:
-                bad = [k for k, s in specs.items() if list(res[k].shape) != s["shape"]]
-                if bad:
-                    k = bad[0]
-                    src = rows[i].get(path_column(k), rows[i]["sample_id"])
-                    err = f"wrong length: {k} of {src} has shape {tuple(res[k].shape)}, expected {tuple(specs[k]['shape'])}"
-                    res = None
-            if res is not None:
-                for k, arr in res.items():
-                    arrays[k][i] = arr
-                status[i] = 1
-            else:
-                status[i] = 2
-                failures[i] = str(err)
-                _append_failure(work, i, str(err))
-                if strict:
-                    raise SampleError(str(err))
-            bar.update(1)
+        for i, res, err, code in bar:
+            with _timed("write"):
+                res, err = _check_shapes(job, i, res, err)
+                if res is not None:
+                    _keep(job, i, res)
+                else:
+                    job.status[i] = _failure_code(job, i, str(err), code, final)
             if time.monotonic() - last_flush > FLUSH_SECONDS:
-                flush()
+                _flush(job)
                 last_flush = time.monotonic()
     finally:
-        flush()
+        _flush(job)
         bar.close()
-    return _finish(
-        store_dir, work, manifest, data_cfg, key, specs, arrays, status, failures, sequence, progress
-    )
+        results.close()
+
+
+def _check_shapes(
+    job: _Job, i: int, res: dict[str, np.ndarray] | None, err: str | None
+) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    if res is None:
+        return res, err
+    for k, s in job.specs.items():
+        if k not in res or list(res[k].shape) != s["shape"]:
+            src = job.rows[i].get(path_column(k), job.rows[i]["sample_id"])
+            got = tuple(res[k].shape) if k in res else None
+            return None, f"wrong length: {k} of {src} has shape {got}, expected {tuple(s['shape'])}"
+    return res, err
+
+
+def _keep(job: _Job, i: int, res: dict[str, np.ndarray]) -> None:
+    for k, arr in res.items():
+        job.arrays[k][i] = arr
+    used = any(k.startswith(_BOX) and v[-1] == 1 for k, v in res.items())
+    job.status[i] = OK_FALLBACK if used else OK
+
+
+def _failure_code(job: _Job, i: int, reason: str, code: int, final: bool) -> int:
+    """Record a failure; NO_FACE waits for the subject fallback on fixed-camera datasets."""
+    if code == NO_FACE and job.fixed_camera and not final:
+        job.failures[i] = reason
+        _append_failure(job.work, i, reason)
+        return NO_FACE
+    if code == NO_FACE and job.fixed_camera:
+        reason += f"; no sample of subject {job.rows[i]['subject_id']} has a detected face"
+    job.failures[i] = reason
+    _append_failure(job.work, i, reason)
+    if job.strict:
+        raise SampleError(reason)
+    return FAILED
+
+
+def _face_fallback(job: _Job) -> None:
+    """Samples without a detected face, rerun with the median face box of their subject's samples."""
+    import numpy as np
+
+    waiting = np.flatnonzero(job.status == NO_FACE)
+    if not len(waiting):
+        return
+    boxes = _subject_boxes(job)
+    items = [
+        (int(i), {**job.rows[i], _FALLBACK: boxes.get(str(job.rows[i]["subject_id"]), {})}) for i in waiting
+    ]
+    _run(job, items, "face: subject fallback", final=True)
+
+
+def _subject_boxes(job: _Job) -> dict[str, dict[str, tuple[float, ...]]]:
+    """Per subject and face-cropped modality: the median (x, y, w, h) of its detected face boxes."""
+    import numpy as np
+
+    subjects = np.asarray([str(r["subject_id"]) for r in job.rows])
+    detected = job.status == OK
+    out: dict[str, dict[str, tuple[float, ...]]] = defaultdict(dict)
+    for k, arr in job.arrays.items():
+        if not k.startswith(_BOX):
+            continue
+        for s in np.unique(subjects[detected]):
+            rows = np.flatnonzero(detected & (subjects == s))
+            out[str(s)][k[len(_BOX) :]] = tuple(float(v) for v in np.median(arr[rows, :4], axis=0))
+    return out
 
 
 def _append_failure(work: Path, i: int, reason: str) -> None:
@@ -486,43 +757,49 @@ def _read_failures(work: Path) -> dict[int, str]:
     return out
 
 
-def _finish(
-    store_dir: Path,
-    work: Path,
-    manifest: pd.DataFrame,
-    data_cfg: Any,
-    key: str,
-    specs: dict[str, Any],
-    arrays: dict[str, np.ndarray],
-    status: np.ndarray,
-    failures: dict[int, str],
-    sequence: bool,
-    progress: bool,
-) -> Store:
+def _report(job: _Job) -> pd.DataFrame:
+    """prepare_report.csv: every manifest row, ok or failed, the reason, and the face crop if any."""
     import numpy as np
     import pandas as pd
-    from numpy.lib.format import open_memmap
 
-    ok = np.flatnonzero(status == 1)
-    n = len(manifest)
+    status, n = job.status, len(job.manifest)
+    kept = np.isin(status, (OK, OK_FALLBACK))
+    reasons = [
+        FALLBACK_REASON if status[i] == OK_FALLBACK else ("" if kept[i] else job.failures.get(i, ""))
+        for i in range(n)
+    ]
     report = pd.DataFrame(
         {
-            "sample_id": manifest["sample_id"],
-            "subject_id": manifest["subject_id"],
-            "status": np.where(status == 1, "ok", "failed"),
-            "reason": [failures.get(i, "") if status[i] != 1 else "" for i in range(n)],
+            "sample_id": job.manifest["sample_id"],
+            "subject_id": job.manifest["subject_id"],
+            "status": np.where(kept, "ok", "failed"),
+            "reason": reasons,
         }
     )
-    atomic_write_csv(report, store_dir / "prepare_report.csv")
+    for k, arr in job.arrays.items():
+        if k.startswith(_BOX):  # the crop square, so that a crop can be checked against the video
+            crops = [" ".join(str(int(v)) for v in arr[i, 4:7]) if kept[i] else "" for i in range(n)]
+            report[f"face_crop_{k[len(_BOX) :]}"] = crops
+    return report
+
+
+def _finish(job: _Job) -> Store:
+    import numpy as np
+    from numpy.lib.format import open_memmap
+
+    store_dir, work, manifest, n = job.store_dir, job.work, job.manifest, len(job.manifest)
+    atomic_write_csv(_report(job), store_dir / "prepare_report.csv")
+    ok = np.flatnonzero(np.isin(job.status, (OK, OK_FALLBACK)))
     if len(ok) == 0:
         raise RuntimeError(f"every sample failed; see {store_dir / 'prepare_report.csv'}")
-    for k in specs:
+    stored = [k for k in job.specs if not k.startswith(_BOX)]
+    for k in stored:
         dst = store_dir / f"{k}.npy"
         if len(ok) == n:
-            del arrays[k]
+            del job.arrays[k]
             os.replace(work / f"{k}.npy", dst)
         else:
-            src = arrays[k]
+            src = job.arrays[k]
             out = open_memmap(dst, mode="w+", dtype=src.dtype, shape=(len(ok), *src.shape[1:]))
             for s in range(0, len(ok), 64):  # chunked copy: never the whole array in RAM
                 out[s : s + 64] = src[ok[s : s + 64]]
@@ -530,31 +807,39 @@ def _finish(
             del out
     kept = manifest.iloc[ok].reset_index(drop=True)
     atomic_write_csv(kept, store_dir / "manifest.csv")
-    kinds = {name: m.kind for name, m in data_cfg.modalities.items()}
-    meta = {
-        "key": key,
-        "n": int(len(ok)),
-        "dataset": data_cfg.dataset,
-        "task": task_spec(kept, data_cfg),
-        "sequence": sequence,
-        "sequence_length": data_cfg.sequence_length if sequence else None,
-        "modalities": {k: {**specs[k], "kind": kinds[k]} for k in specs if k != "labels"},
-        "labels": specs["labels"],
-        "prevalent": list(data_cfg.prevalent),
-        "privileged": list(data_cfg.privileged),
-        "failed": int(n - len(ok)),
-    }
-    atomic_write_text(store_dir / "meta.json", json.dumps(meta, indent=1))
-    atomic_write_text(store_dir / "done", key)
+    fallback = int((job.status == OK_FALLBACK).sum())
+    atomic_write_text(
+        store_dir / "meta.json", json.dumps(_meta(job, kept, stored, n - len(ok), fallback), indent=1)
+    )
+    atomic_write_text(store_dir / "done", job.key)
+    job.arrays.clear()
     shutil.rmtree(work, ignore_errors=True)
-    if progress:
+    if job.progress:
         msg = f"prepared {len(ok)}/{n} samples into {store_dir}"
+        if fallback:
+            msg += f"; {fallback} cropped with their subject's face box ({FALLBACK_REASON})"
         if len(ok) < n:
             msg += f"; {n - len(ok)} failed (reasons in {store_dir / 'prepare_report.csv'})"
         print(msg, file=sys.stderr)
     return Store(store_dir)
 
 
-def decode_video_for(path: Path, mc: Any) -> np.ndarray:
-    """One video prepared as ``prepare`` prepares a sample of modality config ``mc`` (export bundles)."""
-    return _video(path, mc, {})
+def _meta(job: _Job, kept: pd.DataFrame, stored: list[str], failed: int, fallback: int) -> dict[str, Any]:
+    data_cfg, specs = job.data_cfg, job.specs
+    kinds = {name: m.kind for name, m in data_cfg.modalities.items()}
+    meta = {
+        "key": job.key,
+        "n": int(len(kept)),
+        "dataset": data_cfg.dataset,
+        "task": task_spec(kept, data_cfg),
+        "sequence": job.sequence,
+        "sequence_length": data_cfg.sequence_length if job.sequence else None,
+        "modalities": {k: {**specs[k], "kind": kinds[k]} for k in stored if k != "labels"},
+        "labels": specs["labels"],
+        "prevalent": list(data_cfg.prevalent),
+        "privileged": list(data_cfg.privileged),
+        "failed": int(failed),
+    }
+    if len(stored) < len(specs):  # face crops: how many used the subject fallback
+        meta["face_fallback"] = fallback
+    return meta

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from mtpkdot.signals.errors import SampleError  # noqa: F401
+from mtpkdot.signals.errors import NoFaceError, SampleError  # noqa: F401
 
 _API = {
     "decode_audio": "audio",
@@ -20,7 +20,10 @@ _API = {
     "read_biosignals": "physio",
     "take_window": "physio",
     "crop_face": "video",
+    "crop_frames": "video",
+    "crop_square": "video",
     "decode_frames": "video",
+    "face_box": "video",
     "get_face_detector": "video",
     "list_frame_files": "video",
     "read_frames": "video",
@@ -29,7 +32,7 @@ _API = {
     "tsn_indices": "video",
     "video_info": "video",
 }
-__all__ = sorted([*_API, "SampleError"])
+__all__ = sorted([*_API, "NoFaceError", "SampleError"])
 
 
 def __getattr__(name: str) -> Any:

@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class SampleError(ValueError):
     """A sample that cannot be decoded into the store; the message names the file and the problem."""
+
+
+class NoFaceError(SampleError):
+    """No frame of a video showed a face (``prepare`` may fall back to the subject's usual face box)."""

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mtpkdot.signals.errors import SampleError
+from mtpkdot.signals.errors import NoFaceError, SampleError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -54,41 +55,112 @@ def video_info(path: str | Path) -> tuple[int, float]:
     return n, fps
 
 
-def decode_frames(path: str | Path, indices: Sequence[int] | None = None) -> tuple[np.ndarray, float]:
+# FFmpeg decoder threads per video: 0 lets FFmpeg choose (all cores); ``prepare`` sets cores / workers
+# in each worker so that parallel workers do not oversubscribe the CPU.
+DECODER_THREADS = 0
+
+Picker = Callable[[int, float], Sequence[int]]
+
+
+def decode_frames(
+    path: str | Path,
+    indices: Sequence[int] | None = None,
+    *,
+    pick: Picker | None = None,
+    as_frames: bool = False,
+) -> tuple[Any, float]:
     """Decode the frames at ``indices`` (all frames if None) of a video file -> (T x H x W x 3, fps).
 
-    A requested index past the real end (headers can over-count) repeats the last decoded frame.
-    Raises :class:`SampleError` naming the file for a corrupt or empty video.
+    ``pick(n_frames, fps)`` chooses the indices from the headers instead (the file is opened once);
+    headers without a frame count decode every frame first. ``as_frames`` returns PyAV frames, not
+    converted to RGB (see :func:`crop_face`, which converts only the crop). A requested index past the
+    real end (headers can over-count) repeats the last decoded frame. Raises :class:`SampleError`
+    naming the file for a corrupt or empty video.
     """
     import av
 
-    wanted = None if indices is None else sorted(set(int(i) for i in indices))
-    last_needed = None if wanted is None else wanted[-1]
-    got: dict[int, np.ndarray] = {}
-    last = None
+    got: dict[int, Any] = {}
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = DECODER_THREADS
             fps = float(stream.average_rate or stream.guessed_rate or 25)
-            for i, frame in enumerate(container.decode(stream)):
-                if wanted is None or i in wanted:
-                    got[i] = frame.to_ndarray(format="rgb24")
-                last = i
-                if last_needed is not None and i >= last_needed:
-                    break
-            if last is not None and last not in got:
-                got[last] = frame.to_ndarray(format="rgb24")
+            if pick is not None:
+                n = _frame_count(stream, fps)
+                indices = None if n <= 0 else [int(i) for i in pick(n, fps)]
+            got = _decode_wanted(container, stream, indices)
     except (av.FFmpegError, IndexError, OSError, ValueError) as exc:
         raise SampleError(f"cannot decode video {path}: {exc}") from None
     if not got:
         raise SampleError(f"video {path} has no decodable frames")
     if indices is None:
         frames = [got[i] for i in sorted(got)]
+        if pick is not None:  # no frame count in the headers: choose now that the count is known
+            frames = [frames[int(i)] for i in pick(len(frames), fps)]
     else:
         top = max(got)  # the last decoded frame stands in for indices past the real end
         frames = [got.get(int(i), got[top]) for i in indices]
-    return np.stack(frames), fps
+    if as_frames:
+        return frames, fps
+    return np.stack([to_rgb(f) for f in frames]), fps
+
+
+def _frame_count(stream: Any, fps: float) -> int:
+    n = int(stream.frames or 0)
+    if n <= 0 and stream.duration is not None and stream.time_base is not None:
+        n = int(round(float(stream.duration * stream.time_base) * fps))
+    return n
+
+
+def _decode_wanted(container: Any, stream: Any, indices: Sequence[int] | None) -> dict[int, Any]:
+    """Frames at ``indices`` (every frame if None), stopping after the last one needed."""
+    wanted = None if indices is None else set(int(i) for i in indices)
+    last_needed = None if wanted is None else max(wanted)
+    got: dict[int, Any] = {}
+    last, frame = None, None
+    for i, frame in enumerate(container.decode(stream)):
+        if wanted is None or i in wanted:
+            got[i] = frame
+        last = i
+        if last_needed is not None and i >= last_needed:
+            break
+    if last is not None and last not in got:
+        got[last] = frame
+    return got
+
+
+_REFORMATTER: dict[str, Any] = {}
+
+
+def to_rgb(frame: Any) -> np.ndarray:
+    """A PyAV frame as RGB uint8 H x W x 3 (one reformatter reused: its scaler context is kept)."""
+    if isinstance(frame, np.ndarray):
+        return frame
+    from av.video.reformatter import VideoReformatter
+
+    ref = _REFORMATTER.setdefault("rgb", VideoReformatter())
+    return ref.reformat(frame, format="rgb24").to_ndarray()
+
+
+def _yuv420_crop_rgb(frame: Any, x0: int, y0: int, s: int) -> np.ndarray:
+    """RGB of the square ``[y0:y0+s, x0:x0+s]`` of a yuv420p frame, converting only that region.
+
+    The region is widened to even bounds (chroma is shared by 2 x 2 pixels), converted by the same
+    swscale routine as a whole frame, then cut: the pixels equal the whole frame's conversion.
+    """
+    import av
+
+    xa, ya = x0 - x0 % 2, y0 - y0 % 2
+    xb, yb = x0 + s + (x0 + s) % 2, y0 + s + (y0 + s) % 2
+    planes = []
+    for k, plane in enumerate(frame.planes):
+        sub = 1 if k == 0 else 2
+        arr = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        planes.append(arr[ya // sub : yb // sub, xa // sub : xb // sub].reshape(-1))
+    yuv = np.concatenate(planes).reshape((yb - ya) * 3 // 2, xb - xa)
+    rgb = to_rgb(av.VideoFrame.from_ndarray(yuv, format="yuv420p"))
+    return rgb[y0 - ya : y0 - ya + s, x0 - xa : x0 - xa + s]
 
 
 def list_frame_files(folder: str | Path) -> list[Path]:
@@ -172,29 +244,65 @@ def get_face_detector(name: str) -> FaceDetector:
     return _detector_cache[name]
 
 
-def crop_face(
-    frames: np.ndarray, detector: FaceDetector, margin: float = 0.2, probes: int = 3, source: str = ""
-) -> np.ndarray:
-    """Crop one square face box, the same for every frame (no jitter between frames).
+def face_box(
+    frames: Sequence[Any], detector: FaceDetector, probes: int = 3, source: str = ""
+) -> tuple[float, float, float, float]:
+    """The face box (x, y, w, h) of a clip: the per-coordinate median of each probe frame's largest box.
 
-    The detector runs on ``probes`` evenly spaced frames; the largest box of each is kept and the
-    per-coordinate median of those boxes, enlarged by ``margin`` on each side, is the crop.
-    Raises :class:`SampleError` if no probe frame has a face.
+    The detector runs on ``probes`` evenly spaced frames; if none of them shows a face (a hand over the
+    face, a head turned away), it runs on every other frame of the clip, and then needs a face on at
+    least two of them (a single hit among many frames is more often a false detection than a face).
+    Frames are RGB arrays or PyAV frames. Raises :class:`NoFaceError` if no face is found.
     """
-    picks = np.unique(np.linspace(0, len(frames) - 1, num=min(probes, len(frames))).round().astype(int))
-    boxes = []
-    for i in picks:
-        found = detector(frames[i])
-        if len(found):
-            boxes.append(max(found, key=lambda b: b[2] * b[3]))
-    if not boxes:
-        raise SampleError(f"no face detected in {source or 'video'}")
-    x, y, w, h = np.median(np.asarray(boxes, dtype=float), axis=0)
+    first = np.unique(np.linspace(0, len(frames) - 1, num=min(probes, len(frames))).round().astype(int))
+    rest = [i for i in range(len(frames)) if i not in set(first.tolist())]
+    for picks, needed in ((first, 1), (rest, min(2, len(rest)))):
+        boxes = []
+        for i in picks:
+            found = detector(to_rgb(frames[i]))
+            if len(found):
+                boxes.append(max(found, key=lambda b: b[2] * b[3]))
+        if boxes and len(boxes) >= needed:
+            x, y, w, h = np.median(np.asarray(boxes, dtype=float), axis=0)
+            return float(x), float(y), float(w), float(h)
+    raise NoFaceError(f"no face detected in {source or 'video'}")
+
+
+def crop_square(box: Sequence[float], height: int, width: int, margin: float = 0.2) -> tuple[int, int, int]:
+    """(x0, y0, side) of the square crop around ``box`` enlarged by ``margin`` per side, inside the frame."""
+    x, y, w, h = box
     side = max(w, h) * (1 + 2 * margin)
     cx, cy = x + w / 2, y + h / 2
-    height, width = frames.shape[1:3]
     side = min(side, height, width)
     x0 = int(round(min(max(cx - side / 2, 0), width - side)))
     y0 = int(round(min(max(cy - side / 2, 0), height - side)))
-    s = int(round(side))
-    return np.ascontiguousarray(frames[:, y0 : y0 + s, x0 : x0 + s])
+    return x0, y0, int(round(side))
+
+
+def crop_frames(frames: Sequence[Any], square: tuple[int, int, int]) -> np.ndarray:
+    """RGB crops ``T x side x side x 3`` of RGB arrays or PyAV frames (yuv420p: only the crop is converted)."""
+    x0, y0, s = square
+    if isinstance(frames, np.ndarray):
+        return np.ascontiguousarray(frames[:, y0 : y0 + s, x0 : x0 + s])
+    if all(getattr(f.format, "name", "") == "yuv420p" for f in frames):
+        return np.stack([_yuv420_crop_rgb(f, x0, y0, s) for f in frames])
+    return np.stack([to_rgb(f)[y0 : y0 + s, x0 : x0 + s] for f in frames])
+
+
+def frame_size(frames: Sequence[Any]) -> tuple[int, int]:
+    """(height, width) of RGB arrays or PyAV frames."""
+    if isinstance(frames, np.ndarray):
+        return int(frames.shape[1]), int(frames.shape[2])
+    return int(frames[0].height), int(frames[0].width)
+
+
+def crop_face(
+    frames: Any, detector: FaceDetector, margin: float = 0.2, probes: int = 3, source: str = ""
+) -> np.ndarray:
+    """Crop one square face box, the same for every frame (no jitter between frames).
+
+    The box is :func:`face_box` enlarged by ``margin`` on each side (:func:`crop_square`). Raises
+    :class:`NoFaceError` (a :class:`SampleError`) if no frame has a face.
+    """
+    box = face_box(frames, detector, probes, source)
+    return crop_frames(frames, crop_square(box, *frame_size(frames), margin))

@@ -1,0 +1,115 @@
+"""Faces are not lost: real face photographs rendered into Biovid-size videos with motion, zoom and a
+hand over the upper face; more probe frames, the subject fallback, and crops that contain the face."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtpkdot.config import DataConfig
+from mtpkdot.data import prepare
+from mtpkdot.data.photo_faces import make_photo_biovid, true_boxes
+from mtpkdot.signals import video as V
+from mtpkdot.signals.errors import NoFaceError
+
+prep = importlib.import_module("mtpkdot.data.prepare")
+SEGMENTS = 10
+MODALITIES = {
+    "video": {"kind": "video", "segments": SEGMENTS, "size": 32, "face": "haar"},
+    "eda": {"kind": "eda", "column": "gsr"},
+}
+
+
+@pytest.fixture(scope="module")
+def photo_biovid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # 3 subjects x 4 samples at 1388 x 1038, 2 s: per subject one clean sample, two with the upper face
+    # covered on the first probe frames (k = 0, 3), one covered on every frame (k = 1); the third
+    # subject is covered in every sample (no detection at all)
+    return make_photo_biovid(
+        tmp_path_factory.mktemp("faces") / "b",
+        subjects=3,
+        samples_per_class=2,
+        duration=2.0,
+        hidden_every=4,
+        partly_every=3,
+        blind_subjects=1,
+    )
+
+
+def _cfg(root: Path, dataset: str = "biovid") -> DataConfig:
+    return DataConfig(dataset=dataset, root=root, modalities=MODALITIES, privileged=["eda"])
+
+
+def _inside(box: np.ndarray, square: tuple[int, int, int]) -> float:
+    """Share of the face box's area inside the crop square."""
+    x, y, w, h = box
+    x0, y0, s = square
+    ix = max(0.0, min(x + w, x0 + s) - max(x, x0))
+    iy = max(0.0, min(y + h, y0 + s) - max(y, y0))
+    return ix * iy / (w * h)
+
+
+def test_every_face_sample_kept_with_the_face_in_the_crop(tmp_path: Path, photo_biovid: Path, capsys) -> None:
+    store = prepare(_cfg(photo_biovid), tmp_path / "s", progress=True)
+    report = pd.read_csv(store.path / "prepare_report.csv", keep_default_na=False).set_index("sample_id")
+    blind = report["subject_id"] == report["subject_id"].max()
+    seen = report[~blind]
+    assert (seen["status"] == "ok").all(), seen["reason"].tolist()
+    hidden = [s for s in seen.index if s.endswith("-001")]  # covered on every frame
+    assert len(hidden) == 2 and (seen.loc[hidden, "reason"] == "face: subject fallback").all()
+    assert (seen.drop(index=hidden)["reason"] == "").all()  # the partly covered ones were found
+    # the subject with no detection at all is dropped, saying why
+    assert (report.loc[blind, "status"] == "failed").all()
+    assert report.loc[blind, "reason"].str.contains("no face detected in .*no sample of subject").all()
+    assert len(store) == 8 and store.meta["face_fallback"] == 2
+    assert "2 cropped with their subject's face box" in capsys.readouterr().err
+    worst = 1.0
+    for sample, row in seen.iterrows():
+        square = tuple(int(v) for v in row["face_crop_video"].split())
+        video = next(photo_biovid.glob(f"video/*/{sample}.mp4"))
+        boxes = true_boxes(video)
+        for t in V.tsn_indices(len(boxes), SEGMENTS):
+            worst = min(worst, _inside(boxes[t], square))
+    assert worst > 0.95, worst
+
+
+def test_no_fallback_without_a_fixed_camera(tmp_path: Path, photo_biovid: Path) -> None:
+    # the same files read as a dataset that is not filmed by a fixed camera: no fallback, dropped
+    manifest = prep.read_manifest(_cfg(photo_biovid))
+    manifest.drop(columns=["class_name"]).to_csv(tmp_path / "m.csv", index=False)
+    cfg = DataConfig(dataset="own", manifest=tmp_path / "m.csv", modalities=MODALITIES, privileged=["eda"])
+    store = prepare(cfg, tmp_path / "s", progress=False)
+    report = pd.read_csv(store.path / "prepare_report.csv", keep_default_na=False)
+    failed = report[report["status"] == "failed"]
+    assert len(failed) == 2 + 4 and failed["reason"].str.startswith("no face detected in").all()
+    assert "face: subject fallback" not in set(report["reason"])
+
+
+def test_more_probe_frames_before_giving_up() -> None:
+    frames = np.zeros((10, 100, 100, 3), np.uint8)
+    frames[[6, 7], 0, 0, 0] = 1  # the frames "with a face", not among the first three probes (0, 4, 9)
+    calls = []
+
+    def detector(frame: np.ndarray) -> list[tuple[int, int, int, int]]:
+        calls.append(int(frame[0, 0, 0]))
+        return [(40, 40, 20, 20)] if frame[0, 0, 0] else []
+
+    assert V.face_box(frames, detector, probes=3) == (40.0, 40.0, 20.0, 20.0)
+    assert len(calls) == 10
+    with pytest.raises(NoFaceError, match="no face detected in clip.mp4"):
+        V.face_box(frames[:5], detector, source="clip.mp4")
+    frames[7, 0, 0, 0] = 0  # one hit among the extra probes is taken for a false detection
+    with pytest.raises(NoFaceError):
+        V.face_box(frames, detector)
+
+
+def test_crop_converts_only_the_crop_and_matches_the_whole_frame(photo_biovid: Path) -> None:
+    video = sorted(photo_biovid.glob("video/*/*.mp4"))[0]
+    lazy, _ = V.decode_frames(video, [3, 20], as_frames=True)
+    full, _ = V.decode_frames(video, [3, 20])
+    for square in [(601, 333, 321), (0, 0, 1038), (1387 - 255, 1037 - 255, 255)]:
+        np.testing.assert_array_equal(V.crop_frames(lazy, square), V.crop_frames(full, square))
