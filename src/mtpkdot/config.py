@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from mtpkdot.atomic import atomic_write_text
 
@@ -86,6 +86,21 @@ class SynthConfig(Strict):
         "A", description="A: gsr ecg emg_trapezius; B: adds emg_corrugator emg_zygomaticus"
     )
     five_class: bool = Field(False, description="biovid: all five classes BL1, PA1..PA4 (else BL1 and PA4)")
+    shared: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="biovid: share of the physiological response driven by a per-sample latent that also "
+        "shows faintly in the face (0: none, the privileged signal is independent of the video given the label)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_default_shared(self, handler: Any) -> dict[str, Any]:
+        # shared=0 is the world from before the knob: leaving it out keeps synth.json and config hashes as they were
+        data = handler(self)
+        if self.shared == 0:
+            data.pop("shared", None)
+        return data
 
 
 SYNTH_DEFAULTS: dict[str, dict[str, Any]] = {"biovid": {}, "affwild2": {"duration": 10.0}}

@@ -36,6 +36,7 @@ BIOVID_OPTIONS: dict[str, tuple[list[str], str | None]] = {
         "fps",
         "duration",
         "five_class",
+        "shared",
     )
 }
 BIOVID_OPTIONS["five_class"] = (["--five-class"], "write BL1, PA1..PA4 (default: BL1 and PA4)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ SIGNAL_RATE = 512
 AUDIO_RATE = 16000
 _SHIFT = 4  # cv2 sub-pixel drawing: coordinates carry 4 fractional bits
 _ONE = 1 << _SHIFT
+FLUSH = 0.06  # skin reddening per unit of shared latent at shared=1 (faint: fixed before any method result)
 
 
 # ----------------------------------------------------------------------------------------------- faces
@@ -325,7 +326,8 @@ def _biovid_subject(out: Path, cfg: SynthConfig, s: int, classes: list[int]) -> 
         for k in range(cfg.samples_per_class):
             sample_name = f"{name}-{BIOVID_CLASSES[c]}-{k + 1:03d}"
             srng = np.random.default_rng([cfg.seed, s, c, k])
-            _biovid_sample(out, name, sample_name, cfg, face, subj, srng, BIOVID_INTENSITY[c])
+            z = biovid_latent(cfg.seed, s, c, k)
+            _biovid_sample(out, name, sample_name, cfg, face, subj, srng, BIOVID_INTENSITY[c], z)
             rows.append(
                 {
                     "subject_id": s,
@@ -347,22 +349,36 @@ def _biovid_sample(
     subj: dict[str, Any],
     srng: np.random.Generator,
     intensity: float,
+    latent: float,
 ) -> None:
-    """Write one sample's video and biosignal CSV; the sample's response varies around the subject's."""
+    """Write one sample's video and biosignal CSV; the sample's response varies around the subject's.
+    A share ``cfg.shared`` of the physiological response's per-sample variation is the ``latent``, which
+    the face also shows as a faint flush (at shared=0, neither: the data of before the knob)."""
     onset = srng.uniform(0.5, 1.5)
     ev = cfg.video_strength * subj["resp_video"] * intensity * max(0.0, 1 + 0.35 * srng.normal())
-    ep = cfg.physio_strength * subj["resp_physio"] * intensity * max(0.0, 1 + 0.35 * srng.normal())
-    frames = _biovid_frames(srng, cfg, face, subj["talker"], ev, onset)
+    own = max(0.0, 1 + 0.35 * srng.normal())  # the response's own per-sample variation
+    mix = own if cfg.shared == 0 else (1 - cfg.shared) * own + cfg.shared * latent
+    ep = cfg.physio_strength * subj["resp_physio"] * intensity * mix
+    frames = _biovid_frames(
+        srng, cfg, face, subj["talker"], ev, onset, FLUSH * cfg.shared * intensity * latent
+    )
     write_video(out / "video" / subject / f"{sample}.mp4", frames, cfg.fps)
     bio = _biosignals(srng, subj, ep, onset, cfg.duration, cfg.part)
     _write_bio_csv(out / "biosignals_filtered" / subject / f"{sample}_bio.csv", bio)
 
 
 def _biovid_frames(
-    srng: np.random.Generator, cfg: SynthConfig, face: FaceParams, talker: float, ev: float, onset: float
+    srng: np.random.Generator,
+    cfg: SynthConfig,
+    face: FaceParams,
+    talker: float,
+    ev: float,
+    onset: float,
+    flush: float = 0.0,
 ) -> np.ndarray:
     """A sample's video frames: the facial response of strength ``ev`` after ``onset``, and nuisances
-    independent of the label (head motion, roll, lighting, blinks, talking, sensor noise)."""
+    independent of the label (head motion, roll, lighting, blinks, talking, sensor noise). ``flush``
+    (the shared latent's trace, no draws) reddens the skin slowly after the onset."""
     size, fps = cfg.size, cfg.fps
     n_frames = int(round(cfg.duration * fps))
     t = np.arange(n_frames) / fps
@@ -377,13 +393,14 @@ def _biovid_frames(
     # sensor noise: a bank of 16 noise images drawn per sample, picked at random per frame (cheap)
     bank = srng.standard_normal(size=(16, size, size, 3), dtype=np.float32) * np.float32(6.0)
     pick = srng.integers(0, 16, size=n_frames)
+    redden = flush * _smoothstep((t - onset - 1.0) / 1.5)
     frames = np.empty((n_frames, size, size, 3), np.uint8)
     for i in range(n_frames):
         img = np.empty((size, size, 3), np.float32)
         img[:] = face.background
         draw_face(
             img,
-            face,
+            _flushed(face, redden[i]) if flush else face,
             dx=hx[i],
             dy=hy[i],
             brow_drop=0.035 * expr[i],
@@ -392,6 +409,21 @@ def _biovid_frames(
         )
         frames[i] = _finish_frame(img, gain, slope, bank[pick[i]], roll[i])
     return frames
+
+
+def _flushed(face: FaceParams, amount: float) -> FaceParams:
+    """The face with its skin reddened by ``amount`` (red up, green and blue down, relative)."""
+    r, g, b = face.skin
+    return replace(face, skin=(r * (1 + amount), g * (1 - 0.5 * amount), b * (1 - 0.5 * amount)))
+
+
+def biovid_latent(seed: int, subject: int, class_id: int, k: int) -> float:
+    """The shared latent of Biovid sample ``k`` of ``subject`` and class ``class_id``: its own draw
+    ``max(0, 1 + 0.35 N(0, 1))`` (the law of the per-sample response multipliers), from a child stream of
+    the sample's seed sequence, so the sample's other draws stay as they were. Generated data scales it
+    by the class intensity (0 for BL1); see docs/data.md."""
+    child = np.random.SeedSequence([seed, subject, class_id, k]).spawn(1)[0]
+    return max(0.0, 1 + 0.35 * float(np.random.default_rng(child).normal()))
 
 
 def _generate(out: Path, cfg: SynthConfig, kind: str, workers: int, progress: bool) -> Path:
@@ -621,9 +653,12 @@ def synth_affwild2(
     seconds; ``video_strength`` scales the facial expression of valence/arousal, ``physio_strength`` the
     audio's (the privileged modality here).
     """
-    return _generate(
-        Path(out), cfg or SynthConfig(**SYNTH_DEFAULTS["affwild2"]), "affwild2", workers, progress
-    )
+    cfg = cfg or SynthConfig(**SYNTH_DEFAULTS["affwild2"])
+    if cfg.shared:
+        raise ValueError(
+            f"synthetic affwild2: shared={cfg.shared} is not implemented (Biovid layout only); use 0"
+        )
+    return _generate(Path(out), cfg, "affwild2", workers, progress)
 
 
 # ------------------------------------------------------------------------------------------- readers
