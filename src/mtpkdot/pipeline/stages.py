@@ -198,7 +198,7 @@ def load_backbone(ctx: FoldContext, mod: str, stage: str | None = None) -> tuple
 
 # ---------------------------------------------------------------------------------------------
 # feature cache
-def _backbone_features(
+def backbone_features(
     ctx: FoldContext, mod: str, stage: str | None = None, idx: np.ndarray | None = None
 ) -> np.ndarray:
     """Features of every store sample (or of samples ``idx``) from one frozen backbone of ``mod`` (eval mode)."""
@@ -234,14 +234,14 @@ def extract_features(ctx: FoldContext) -> None:
     meta: dict[str, dict[str, str]] = {"backbone_checkpoints": {}}
     folds = inner_folds(ctx) if ctx.cfg.features.crossfit else []
     for mod in ctx.order:
-        feats = _backbone_features(ctx, mod)
+        feats = backbone_features(ctx, mod)
         meta["backbone_checkpoints"][mod] = file_hash(ctx.stage_dir(layout.backbone_stage(mod)) / layout.BEST)
         if folds:
             if mod in ctx.prevalent:
                 full = feats.copy()
                 atomic_write(d / layout.student_feature_file(mod), lambda fh, full=full: np.save(fh, full))
             for held, stage in zip(folds, _crossfit_stages(ctx, mod), strict=True):
-                feats[held] = _backbone_features(ctx, mod, stage, held)
+                feats[held] = backbone_features(ctx, mod, stage, held)
                 meta.setdefault("crossfit_checkpoints", {})[stage] = file_hash(
                     ctx.stage_dir(stage) / layout.BEST
                 )
