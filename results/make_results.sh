@@ -13,23 +13,29 @@
 # results/<setting>/, so each finished setting can be committed on its own. JOBS (default 2) worker
 # processes of one thread each share a setting's 15 (seed, fold) runs.
 #
-# Budget: every setting under 30 minutes and all under 2 hours on 2 CPU cores. Times below: ONE fold of
-# ONE seed of each setting, measured on a 2-core machine shared with about 4 other jobs (load 7-11, so
-# they are 2-4x what an idle machine gives), then scaled: setting ~ 15 folds x fold time / 2 workers /
-# the sharing factor (3) + data and store. Re-time on an idle machine before relying on them.
+# Budget: every setting under 30 minutes and all under 2 hours on 2 CPU cores. Measured: ONE fold of ONE
+# seed of each setting (SEEDS=0 FOLDS=1 JOBS=1, one thread) on a 2-core machine shared with about 5 other
+# jobs (load 10-20: wall times were 6-9x the CPU times, so CPU time stands in for an idle core's wall time;
+# the fold's share of it is apportioned by its stages' wall time). Estimate = data and store + 15 folds x
+# fold / 2 workers, times 1.5 for what that proxy misses (process start-up, two workers on two cores,
+# the report over 15 folds). Re-time on an idle machine before relying on them.
 #
-# setting           what                                                         fold (shared)  setting (est.)
-# shared0           known-answer world, shared 0 (the truth is "no gain")        FOLD_shared0
-# shared1           known-answer world, shared 1 (the video holds what the EDA   FOLD_shared1
-#                   teacher encodes)
-# shared1_finetune  shared1 with the student's video backbone fine-tuned         FOLD_shared1_finetune
-# shared1_crossfit  shared1 with cross-fitted teacher-side features, K = 3       FOLD_shared1_crossfit
-# wes               video strength 3, EDA 0.3: the video is the stronger modality FOLD_wes
-# lowdata           video 1, EDA 1, only 8 training subjects per fold           FOLD_lowdata
-# affwild2          Affwild2-like layout: valence/arousal regression, face video FOLD_affwild2
-#                   + audio (privileged), joint cross-attention, CCC
-# physio            physiological student: EMG (prevalent), video (privileged),  FOLD_physio
-#                   reverse T-Net, multimodal transformer, synthetic Biovid B
+# setting           what                                                  fold CPU  data+store  estimate
+# shared0           known-answer world, shared 0 (the truth: "no gain")   as shared1               ~9 min
+# shared1           known-answer world, shared 1 (the video holds what      32 s       130 s      ~9 min
+#                   the EDA teacher encodes)
+# shared1_finetune  shared1, the student's video backbone fine-tuned        88 s        57 s     ~18 min
+# shared1_crossfit  shared1, cross-fitted teacher-side features, K = 3      99 s        62 s     ~20 min
+# wes               video strength 3, EDA 0.3: video the stronger one     as shared1               ~9 min
+# lowdata           video 1, EDA 1, 8 training subjects per fold            33 s        92 s      ~9 min
+# affwild2          Affwild2-like: valence/arousal regression, video +      18 s        37 s      ~4 min
+#                   audio (privileged), joint cross-attention, CCC
+# physio            physiological student: EMG (prevalent), video          106 s        67 s     ~22 min
+#                   (privileged), reverse T-Net, mmt, synthetic Biovid B
+# all                                                                                          ~100 min
+# shared0 and wes were not timed: same sizes as shared1. The shared1_* settings reuse shared1's data
+# folder, so run after it they skip its generation. There is headroom: on an idle machine the Biovid
+# settings could take more subjects (more power for the paired tests) and stay inside 30 minutes.
 #
 # What was traded for the budget (all settings): the demo's model sizes (tiny3d width 8 on 8 x 32 x 32
 # clips instead of R3D-18 on 112 x 112, 64-d features, 10-20 epochs with early stopping) and 40 synthetic
