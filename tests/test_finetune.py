@@ -2,7 +2,7 @@
 regression, and for the physiological student (issue 13 item 3; docs/pipeline.md, "Fine-tuned student").
 
 One tiny run per (task, fusion) trains every applicable method's student end to end (slow selection:
-about 10 to 30 s each on one CPU thread); each student's prevalent backbone must start from the fold's
+40 to 80 s each on a shared 2-core machine); each student's prevalent backbone must start from the fold's
 stage-1 backbone and move, and its test metric must be a number.
 """
 
