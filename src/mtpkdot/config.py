@@ -146,6 +146,23 @@ class ProtocolConfig(Strict):
     train_subjects: int | None = Field(None, ge=1, description="low-data setting: training subjects per fold")
 
 
+class FeaturesConfig(Strict):
+    """The feature cache the teacher side trains on (docs/pipeline.md, "Cross-fitted features")."""
+
+    crossfit: int = Field(
+        0,
+        ge=0,
+        description="K >= 2: every training sample's teacher-side feature comes from one of K backbones "
+        "trained without its subject (K inner folds over the training subjects); 0: off",
+    )
+
+    @model_validator(mode="after")
+    def _check_crossfit(self) -> FeaturesConfig:
+        if self.crossfit == 1:
+            raise ValueError("crossfit must be 0 (off) or at least 2 inner folds, not 1")
+        return self
+
+
 class TeacherConfig(TrainConfig):
     fusion: str = "concat"
     fusion_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -195,6 +212,7 @@ class Config(Strict):
     num_threads: int | None = Field(None, ge=1)
     data: DataConfig
     protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     adapters: AdapterConfig = Field(default_factory=AdapterConfig)
     tnet: TNetConfig = Field(default_factory=TNetConfig)

@@ -37,6 +37,7 @@ SNAPSHOTS = "snapshots.npz"  # in student_<method>/
 # stage folder names that the report and export read (the stage graph itself is mtpkdot.pipeline.graph)
 STUDENT_PREFIX = "student_"
 BACKBONE_PREFIX = "backbone_"
+CROSSFIT_PREFIX = "crossfit_"
 TEACHER = "teacher"
 FEATURES = "features"
 ADAPTERS = "adapters"
@@ -66,6 +67,16 @@ def store_dir(data_store: str | Path | None, run_dir: str | Path) -> Path:
 def feature_file(modality: str) -> str:
     """The cached features of one modality inside the ``features`` stage folder."""
     return f"{modality}.npy"
+
+
+def student_feature_file(modality: str) -> str:
+    """With ``features.crossfit``: the stage-1 backbone's features of every sample (the student's input)."""
+    return f"{modality}_full.npy"
+
+
+def crossfit_stage(modality: str, inner: int) -> str:
+    """The backbone of ``modality`` trained without the training subjects of inner fold ``inner`` (1-based)."""
+    return f"{CROSSFIT_PREFIX}{modality}_{inner}"
 
 
 def student_stage(method: str) -> str:

@@ -21,7 +21,7 @@ import yaml
 from mtpkdot.atomic import atomic_write_text
 from mtpkdot.config import Config
 from mtpkdot.engine.checkpoint import check_config, config_hash
-from mtpkdot.layout import DONE, FEATURES, STAGE_CONFIG, RunLayout, feature_file
+from mtpkdot.layout import DONE, FEATURES, STAGE_CONFIG, RunLayout, feature_file, student_feature_file
 
 # data settings that say where things are, not what they are: moving a dataset keeps its results
 LOCATION_KEYS = ("root", "annotations_root", "videos_root", "manifest", "store", "workers")
@@ -148,6 +148,17 @@ class FoldContext:
             path = self.stage_dir(FEATURES) / feature_file(mod)
             self._features[mod] = torch.from_numpy(np.load(path)).to(self.device)
         return self._features[mod]
+
+    def student_features(self, mod: str) -> torch.Tensor:
+        """The student's own input features of a prevalent modality: the stage-1 backbone's features of
+        every sample (with ``features.crossfit`` the teacher side's training rows come from other backbones)."""
+        if not self.cfg.features.crossfit:
+            return self.features(mod)
+        key = f"{mod}/student"
+        if key not in self._features:
+            path = self.stage_dir(FEATURES) / student_feature_file(mod)
+            self._features[key] = torch.from_numpy(np.load(path)).to(self.device)
+        return self._features[key]
 
     def feature_dim(self, mod: str) -> int:
         return int(self.features(mod).shape[-1])

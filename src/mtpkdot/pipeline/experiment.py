@@ -216,7 +216,7 @@ def run_experiment(
         raise ValueError(f"--folds {bad}: this run has folds {all_folds}")
 
     used = [m for m in cfg.data.modalities if m in set(cfg.data.prevalent) | set(cfg.data.privileged)]
-    per_fold = stage_names(used, methods)
+    per_fold = stage_names(used, methods, cfg.features.crossfit)
     show = (progress_enabled() if progress is None else progress) and dist.is_main
     bar = tqdm(total=len(seeds) * len(chosen) * len(per_fold), desc="run", unit="stage", disable=not show)
     for seed in seeds:

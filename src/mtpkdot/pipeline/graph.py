@@ -6,7 +6,7 @@ the progress bar (:func:`stage_names`), each stage's config section and hash (:f
 ``done`` markers and checkpoints are checked against, so resume follows from it), and which finished
 stages a sweep may share between grid points (:func:`shareable`).
 
-backbone_<mod> -> features (cache) -> teacher -> tnet -> adapters -> student_<method> (one per method)
+backbone_<mod> [-> crossfit_<mod>_<j>] -> features (cache) -> teacher -> tnet -> adapters -> student_<method> (one per method)
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from mtpkdot.pipeline.context import FoldContext, plain
 from mtpkdot.pipeline.runner import Trainable, run_computed_stage, run_trained_stage
 
 PER_FOLD, PER_MODALITY, PER_METHOD = "fold", "modality", "method"
+PER_CROSSFIT = "crossfit"  # one per used modality and inner fold (``<name>_<mod>_<j>``, features.crossfit)
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,9 @@ class Read:
 class Stage:
     """One stage of a fold.
 
-    ``per``: one instance per fold, per used modality (``<name>_<mod>``) or per method
-    (``<name>_<method>``). ``reads``: section key -> upstream stage (its hash enters this stage's
+    ``per``: one instance per fold, per used modality (``<name>_<mod>``), per method
+    (``<name>_<method>``) or per used modality and inner fold of ``features.crossfit``
+    (``<name>_<mod>_<j>``, none when it is off). ``reads``: section key -> upstream stage (its hash enters this stage's
     section; a per-modality upstream gives one hash per modality). ``sections``: the top-level config
     sections :attr:`settings` reads; with the reads they decide what invalidates the stage.
     ``settings(ctx, instance)``: this stage's own part of its config section. Exactly one of
@@ -58,11 +60,15 @@ class Stage:
     def instance_name(self, instance: str | None) -> str:
         return self.name if instance is None else f"{self.name}_{instance}"
 
-    def instances(self, modalities: Sequence[str], methods: Sequence[str]) -> list[str | None]:
+    def instances(
+        self, modalities: Sequence[str], methods: Sequence[str], crossfit: int = 0
+    ) -> list[str | None]:
         if self.per == PER_MODALITY:
             return list(modalities)
         if self.per == PER_METHOD:
             return list(methods)
+        if self.per == PER_CROSSFIT:
+            return [f"{m}_{j}" for m in modalities for j in range(1, crossfit + 1)]
         return [None]
 
 
@@ -72,6 +78,17 @@ def _dump(section: Any) -> dict[str, Any]:
 
 def _backbone_settings(ctx: FoldContext, mod: str | None) -> dict[str, Any]:
     return {"base": config_hash(ctx.base_section()), "modality": _dump(ctx.cfg.data.modalities[mod])}
+
+
+def _crossfit_settings(ctx: FoldContext, instance: str | None) -> dict[str, Any]:
+    mod, j = S.crossfit_instance(str(instance))
+    held = S.inner_folds(ctx)[j - 1]
+    inner = {"folds": ctx.cfg.features.crossfit, "held_out": config_hash(sorted(int(i) for i in held))}
+    return {**_backbone_settings(ctx, mod), "crossfit": inner}
+
+
+def _crossfits(cfg: Any) -> bool:
+    return bool(cfg.features.crossfit)
 
 
 def _student_settings(ctx: FoldContext, method: str | None) -> dict[str, Any]:
@@ -94,11 +111,20 @@ STAGES: tuple[Stage, ...] = (
         train=S.train_backbone,
     ),
     Stage(
+        "crossfit",
+        PER_CROSSFIT,
+        reads={},
+        sections=("data", "protocol", "features"),
+        settings=_crossfit_settings,
+        train=S.train_crossfit,
+    ),
+    Stage(
         layout.FEATURES,
         PER_FOLD,
-        reads={"backbones": "backbone"},
-        sections=(),
-        settings=lambda ctx, _: {},
+        # off: the section of the feature cache before cross-fitting existed (nothing to recompute)
+        reads={"backbones": "backbone", "crossfit_backbones": Read("crossfit", _crossfits)},
+        sections=("features",),
+        settings=lambda ctx, _: {"crossfit": ctx.cfg.features.crossfit} if _crossfits(ctx.cfg) else {},
         compute=S.extract_features,
         check=S.check_feature_cache,
     ),
@@ -167,6 +193,9 @@ def section(ctx: FoldContext, stage: str) -> dict[str, Any]:
         up = BY_NAME[r.stage]
         if up.per == PER_MODALITY:
             sec[key] = {m: config_hash(section(ctx, up.instance_name(m))) for m in ctx.order}
+        elif up.per == PER_CROSSFIT:
+            names = [up.instance_name(i) for i in up.instances(ctx.order, [], ctx.cfg.features.crossfit)]
+            sec[key] = {n: config_hash(section(ctx, n)) for n in names}
         elif up.per == PER_FOLD:
             sec[key] = config_hash(section(ctx, up.name))
         else:
@@ -174,9 +203,9 @@ def section(ctx: FoldContext, stage: str) -> dict[str, Any]:
     return plain(sec)
 
 
-def stage_names(modalities: Sequence[str], methods: Sequence[str]) -> list[str]:
-    """Every stage folder of one fold, in run order."""
-    return [s.instance_name(i) for s in STAGES for i in s.instances(modalities, methods)]
+def stage_names(modalities: Sequence[str], methods: Sequence[str], crossfit: int = 0) -> list[str]:
+    """Every stage folder of one fold, in run order (``crossfit``: ``features.crossfit``)."""
+    return [s.instance_name(i) for s in STAGES for i in s.instances(modalities, methods, crossfit)]
 
 
 def run_stage(ctx: FoldContext, spec: Stage, instance: str | None) -> None:
@@ -194,7 +223,7 @@ def run_stage(ctx: FoldContext, spec: Stage, instance: str | None) -> None:
 def run_fold(ctx: FoldContext, methods: list[str], progress: Callable[[str], None] | None = None) -> None:
     """Every stage of one fold, in declaration order; finished stages are skipped."""
     for spec in STAGES:
-        for instance in spec.instances(ctx.order, methods):
+        for instance in spec.instances(ctx.order, methods, ctx.cfg.features.crossfit):
             run_stage(ctx, spec, instance)
             if progress is not None:
                 progress(spec.instance_name(instance))

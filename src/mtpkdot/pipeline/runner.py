@@ -11,7 +11,7 @@ write ``done``. Under ``torchrun`` each step runs through DistributedDataParalle
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,8 @@ class Trainable:
     evaluate: Callable[[np.ndarray], dict[str, float]]
     primary: str
     higher_is_better: bool = True
+    # the store samples it trains on (default: the fold's training role; a cross-fitted backbone: a subset)
+    train_idx: np.ndarray | None = None
     # put in train mode before each epoch (default: ``modules``)
     train_modules: Sequence[nn.Module] | None = None
     # wrapped by DistributedDataParallel under torchrun (default: ``modules``)
@@ -149,6 +151,7 @@ def fit_trainable(ctx: FoldContext, stage: str, t: Trainable) -> Any:
     scaler = grad_scaler(ctx)
     step = data_parallel(ctx, stage, t.ddp_modules or t.modules, t.compute)
     train_modules = list(t.train_modules) if t.train_modules is not None else list(t.modules.values())
+    batches_ctx = ctx if t.train_idx is None else replace(ctx, split={**ctx.split, "train": t.train_idx})
 
     def train_epoch(epoch: int) -> dict[str, float]:
         if t.epoch_start is not None:
@@ -156,7 +159,13 @@ def fit_trainable(ctx: FoldContext, stage: str, t: Trainable) -> Any:
         for m in train_modules:
             m.train()
         res = run_epoch(
-            train_batches(ctx, stage, epoch, tc.batch_size), step, opt, t.params, ctx.device, ctx.amp, scaler
+            train_batches(batches_ctx, stage, epoch, tc.batch_size),
+            step,
+            opt,
+            t.params,
+            ctx.device,
+            ctx.amp,
+            scaler,
         )
         row = {f"train_{k}": v for k, v in res.items()}
         if t.epoch_stats is not None:

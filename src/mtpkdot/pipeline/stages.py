@@ -21,6 +21,7 @@ from mtpkdot import layout
 from mtpkdot.atomic import atomic_save_npz, atomic_write
 from mtpkdot.engine.checkpoint import file_hash, load_checkpoint
 from mtpkdot.engine.loop import chunks, predict
+from mtpkdot.engine.seed import derive_seed
 from mtpkdot.pipeline.context import FoldContext
 from mtpkdot.pipeline.inputs import (
     Normalizer,
@@ -68,7 +69,7 @@ def _best_modules(ctx: FoldContext, stage: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # stage 1: unimodal backbones
 def build_modality_backbone(
-    ctx: FoldContext, mod: str, fit_norm: bool = True
+    ctx: FoldContext, mod: str, fit_norm: bool = True, train_idx: np.ndarray | None = None
 ) -> tuple[nn.Module, Normalizer]:
     from mtpkdot.models import build_backbone
 
@@ -84,7 +85,8 @@ def build_modality_backbone(
             )
         kw["weights"] = str(mc.weights)
     net = build_backbone(mc.backbone, out_dim=mc.feature_dim, **kw)
-    norm = Normalizer.fit(arr, ctx.split["train"], mc.kind, nd) if fit_norm else Normalizer(mc.kind, nd)
+    fit_on = ctx.split["train"] if train_idx is None else train_idx
+    norm = Normalizer.fit(arr, fit_on, mc.kind, nd) if fit_norm else Normalizer(mc.kind, nd)
     return net, norm
 
 
@@ -106,13 +108,16 @@ class Encoder(nn.Module):
             self.register_buffer("norm_std", norm.std.clone())
 
 
-def train_backbone(ctx: FoldContext, mod: str) -> Trainable:
-    """Stage 1 (Sec. IV-B): one modality's backbone with a linear head on the task."""
+def train_backbone(ctx: FoldContext, mod: str, train_idx: np.ndarray | None = None) -> Trainable:
+    """Stage 1 (Sec. IV-B): one modality's backbone with a linear head on the task.
+
+    ``train_idx``: the samples it trains on (and normalises with), default the fold's training role.
+    """
     from mtpkdot.models import LinearHead
 
     mc = ctx.cfg.data.modalities[mod]
     tc = mc.train
-    backbone, norm = build_modality_backbone(ctx, mod)
+    backbone, norm = build_modality_backbone(ctx, mod, train_idx=train_idx)
     model = Encoder(backbone, LinearHead(mc.feature_dim, ctx.task.num_outputs), norm).to(ctx.device)
     arr = ctx.store.array(mod)
     y_all, mask_all = _labels(ctx)
@@ -135,7 +140,42 @@ def train_backbone(ctx: FoldContext, mod: str) -> Trainable:
         return score(ctx, preds, idx)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    return Trainable({"model": model}, params, tc, compute, evaluate, ctx.task.primary_metric)
+    return Trainable(
+        {"model": model}, params, tc, compute, evaluate, ctx.task.primary_metric, train_idx=train_idx
+    )
+
+
+def inner_folds(ctx: FoldContext) -> list[np.ndarray]:
+    """``features.crossfit`` = K: the fold's training samples in K subject-grouped inner folds (store
+    indices, sorted). The subjects are shuffled with a seed of (seed, fold) and dealt out in turn, so
+    the inner folds differ in size by at most one subject."""
+    k = ctx.cfg.features.crossfit
+    train = np.sort(np.asarray(ctx.split["train"]))
+    subj = ctx.store.manifest["subject_id"].astype(str).to_numpy()[train]
+    subjects = np.unique(subj)
+    if len(subjects) < k:
+        raise ValueError(
+            f"features.crossfit={k}: fold {ctx.fold} (seed {ctx.seed}) has only {len(subjects)} training "
+            "subjects; use fewer inner folds"
+        )
+    order = np.random.default_rng(derive_seed(ctx.seed, ctx.fold, "crossfit")).permutation(subjects)
+    inner = {s: i % k for i, s in enumerate(order)}
+    member = np.asarray([inner[s] for s in subj])
+    return [train[member == j] for j in range(k)]
+
+
+def crossfit_instance(instance: str) -> tuple[str, int]:
+    """``video_2`` -> (``video``, 2): the modality and the 1-based inner fold of a cross-fitted backbone."""
+    mod, inner = instance.rsplit("_", 1)
+    return mod, int(inner)
+
+
+def train_crossfit(ctx: FoldContext, instance: str) -> Trainable:
+    """A stage-1 backbone trained on the fold's training subjects outside one inner fold: the features
+    of that inner fold's samples come from it (``features.crossfit``)."""
+    mod, j = crossfit_instance(instance)
+    held = inner_folds(ctx)[j - 1]
+    return train_backbone(ctx, mod, np.setdiff1d(ctx.split["train"], held))
 
 
 def chunks_of(idx: np.ndarray, size: int) -> list[torch.Tensor]:
@@ -143,9 +183,10 @@ def chunks_of(idx: np.ndarray, size: int) -> list[torch.Tensor]:
     return [t[i : i + size] for i in range(0, len(t), size)]
 
 
-def load_backbone(ctx: FoldContext, mod: str) -> tuple[nn.Module, Normalizer]:
-    """The fold's trained backbone of ``mod`` (best validation epoch) and its input normaliser."""
-    stage = layout.backbone_stage(mod)
+def load_backbone(ctx: FoldContext, mod: str, stage: str | None = None) -> tuple[nn.Module, Normalizer]:
+    """The fold's trained backbone of ``mod`` (best validation epoch) and its input normaliser;
+    ``stage``: another stage holding a backbone of ``mod`` (a cross-fitted one)."""
+    stage = stage or layout.backbone_stage(mod)
     backbone, norm = build_modality_backbone(ctx, mod, fit_norm=False)
     state = _best_modules(ctx, stage)["model"]
     backbone.load_state_dict(
@@ -157,31 +198,55 @@ def load_backbone(ctx: FoldContext, mod: str) -> tuple[nn.Module, Normalizer]:
 
 # ---------------------------------------------------------------------------------------------
 # feature cache
+def backbone_features(
+    ctx: FoldContext, mod: str, stage: str | None = None, idx: np.ndarray | None = None
+) -> np.ndarray:
+    """Features of every store sample (or of samples ``idx``) from one frozen backbone of ``mod`` (eval mode)."""
+    backbone, norm = load_backbone(ctx, mod, stage)
+    arr = ctx.store.array(mod)
+    bs = ctx.cfg.data.modalities[mod].train.batch_size
+
+    def forward(idx: torch.Tensor) -> torch.Tensor:
+        x, lead = norm(arr[idx.numpy()], ctx.device)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=ctx.amp and ctx.device.type == "cuda"):
+            f = backbone(x)
+        return f.float().reshape(*lead, -1)
+
+    batches = chunks(arr.shape[0], max(bs, 1)) if idx is None else chunks_of(idx, max(bs, 1))
+    return predict(forward, batches, [backbone]).numpy().astype(np.float32)
+
+
+def _crossfit_stages(ctx: FoldContext, mod: str) -> list[str]:
+    return [layout.crossfit_stage(mod, j) for j in range(1, ctx.cfg.features.crossfit + 1)]
+
+
 def extract_features(ctx: FoldContext) -> None:
-    """Features of every store sample from each frozen backbone (eval mode), keyed by checkpoint hash."""
+    """Features of every store sample from each frozen backbone (eval mode), keyed by checkpoint hash.
+
+    With ``features.crossfit`` = K, ``<mod>.npy`` (what the teacher side trains on) takes each training
+    sample's row from the cross-fitted backbone that did not see its subject, every other row from the
+    stage-1 backbone; ``<mod>_full.npy`` (the student's input, prevalent modalities) is the stage-1
+    backbone's features of every sample.
+    """
     d = ctx.stage_dir(layout.FEATURES)
-    if ctx.write:
-        meta: dict[str, str] = {}
-        for mod in ctx.order:
-            backbone, norm = load_backbone(ctx, mod)
-            arr = ctx.store.array(mod)
-            bs = ctx.cfg.data.modalities[mod].train.batch_size
-            n = arr.shape[0]
-
-            def forward(
-                idx: torch.Tensor, backbone: nn.Module = backbone, norm: Normalizer = norm, arr: Any = arr
-            ) -> torch.Tensor:
-                x, lead = norm(arr[idx.numpy()], ctx.device)
-                with torch.autocast(
-                    "cuda", dtype=torch.float16, enabled=ctx.amp and ctx.device.type == "cuda"
-                ):
-                    f = backbone(x)
-                return f.float().reshape(*lead, -1)
-
-            feats = predict(forward, chunks(n, max(bs, 1)), [backbone]).numpy().astype(np.float32)
-            atomic_write(d / layout.feature_file(mod), lambda fh, feats=feats: np.save(fh, feats))
-            meta[mod] = file_hash(ctx.stage_dir(layout.backbone_stage(mod)) / layout.BEST)
-        ctx.write_json(d / layout.FEATURE_META, {"backbone_checkpoints": meta})
+    if not ctx.write:
+        return
+    meta: dict[str, dict[str, str]] = {"backbone_checkpoints": {}}
+    folds = inner_folds(ctx) if ctx.cfg.features.crossfit else []
+    for mod in ctx.order:
+        feats = backbone_features(ctx, mod)
+        meta["backbone_checkpoints"][mod] = file_hash(ctx.stage_dir(layout.backbone_stage(mod)) / layout.BEST)
+        if folds:
+            if mod in ctx.prevalent:
+                full = feats.copy()
+                atomic_write(d / layout.student_feature_file(mod), lambda fh, full=full: np.save(fh, full))
+            for held, stage in zip(folds, _crossfit_stages(ctx, mod), strict=True):
+                feats[held] = backbone_features(ctx, mod, stage, held)
+                meta.setdefault("crossfit_checkpoints", {})[stage] = file_hash(
+                    ctx.stage_dir(stage) / layout.BEST
+                )
+        atomic_write(d / layout.feature_file(mod), lambda fh, feats=feats: np.save(fh, feats))
+    ctx.write_json(d / layout.FEATURE_META, meta)
 
 
 def check_feature_cache(ctx: FoldContext) -> None:
@@ -189,12 +254,17 @@ def check_feature_cache(ctx: FoldContext) -> None:
     import json
 
     meta_path = ctx.stage_dir(layout.FEATURES) / layout.FEATURE_META
-    meta = json.loads(meta_path.read_text())["backbone_checkpoints"]
-    for mod in ctx.order:
-        now = file_hash(ctx.stage_dir(layout.backbone_stage(mod)) / layout.BEST)
-        if meta.get(mod) != now:
+    meta = json.loads(meta_path.read_text())
+    expected = {mod: layout.backbone_stage(mod) for mod in ctx.order}
+    stored = dict(meta["backbone_checkpoints"])
+    if ctx.cfg.features.crossfit:
+        expected.update({s: s for mod in ctx.order for s in _crossfit_stages(ctx, mod)})
+        stored.update(meta.get("crossfit_checkpoints", {}))
+    for key, stage in expected.items():
+        now = file_hash(ctx.stage_dir(stage) / layout.BEST)
+        if stored.get(key) != now:
             raise RuntimeError(
-                f"{meta_path}: the feature cache of {mod!r} was computed with another backbone checkpoint; "
+                f"{meta_path}: the feature cache of {key!r} was computed with another backbone checkpoint; "
                 f"delete {ctx.stage_dir(layout.FEATURES)} to recompute it"
             )
 
@@ -469,7 +539,7 @@ def train_student(ctx: FoldContext, method_name: str) -> Trainable:
     def student_inputs(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         if not finetune:
             i = idx.to(ctx.device)
-            return {m: ctx.features(m)[i] for m in ctx.prevalent}
+            return {m: ctx.student_features(m)[i] for m in ctx.prevalent}
         out = {}
         for m in ctx.prevalent:
             x, lead = norms[m](arrays[m][idx.numpy()], ctx.device)

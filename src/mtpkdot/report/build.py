@@ -70,6 +70,26 @@ def _subject_check(run: RunDir) -> str:
     return f"checked on {names}: {len(subjects)} subjects, none in two folds of a partition"
 
 
+def _backbone_line(cfg: dict[str, Any]) -> str:
+    """Which student setting was used (frozen or fine-tuned backbone) and where the teacher side's
+    training features come from (the stage-1 backbones or cross-fitted ones)."""
+    if not cfg:
+        return "**Student backbone:** not recorded"
+    finetune = _get(cfg, "student.finetune_backbone", False)
+    k = _get(cfg, "features.crossfit", 0) or 0
+    student = (
+        "fine-tuned end to end from the fold's stage-1 backbone (`student.finetune_backbone: true`)"
+        if finetune
+        else "frozen: the student trains on the cached features of the fold's stage-1 backbone"
+    )
+    teacher = (
+        f"cross-fitted, K = {k} inner folds (`features.crossfit`)"
+        if k
+        else "from the stage-1 backbones, which saw those subjects"
+    )
+    return f"**Student backbone:** {student}; teacher-side features of training samples: {teacher}"
+
+
 def setup_blocks(run: RunDir, cfg: dict[str, Any], summary: pd.DataFrame | None) -> list[Block]:
     """The header a researcher needs before the numbers: data, modalities, protocol, method settings."""
     mods = _get(cfg, "data.modalities", {}) or {}
@@ -113,6 +133,7 @@ def setup_blocks(run: RunDir, cfg: dict[str, Any], summary: pd.DataFrame | None)
         f"{_get(cfg, 'distill.gamma', '?')} (Eq. 10), centroid `{_get(cfg, 'distill.centroid', '?')}`, "
         f"teacher selection `{_get(cfg, 'distill.selection', '?')}`"
     )
+    items.append(_backbone_line(cfg))
     if summary is not None and "n_test" in summary.columns:
         per_fold = summary.groupby(["seed", "fold"])["n_test"].max()
         items.append(f"**Test samples per fold:** {int(per_fold.min())} to {int(per_fold.max())}")
