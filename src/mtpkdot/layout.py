@@ -38,6 +38,7 @@ SNAPSHOTS = "snapshots.npz"  # in student_<method>/
 STUDENT_PREFIX = "student_"
 BACKBONE_PREFIX = "backbone_"
 TEACHER = "teacher"
+LOWER_BOUND = "lower_bound"  # the prevalent modalities alone (issue 12): a row of summary.csv
 FEATURES = "features"
 ADAPTERS = "adapters"
 

@@ -2,8 +2,8 @@
 
 A stage's own code (``mtpkdot.pipeline.stages``) only builds a :class:`Trainable`: the modules, the
 step computation, the evaluation and its optional hooks. The runner does what every stage shares:
-skip when ``done``, seed, build, fit with hooks (resume from ``last.pt``, select the epoch on
-validation), evaluate the selected checkpoint ONCE on the fold's test subjects (``test.json``) and
+skip when ``done``, seed (one stream for every student of a fold: :func:`draw_stream`), build, fit
+with hooks (resume from ``last.pt``, select the epoch on validation), evaluate the selected checkpoint ONCE on the fold's test subjects (``test.json``) and
 write ``done``. Under ``torchrun`` each step runs through DistributedDataParallel
 (:func:`data_parallel`); evaluation and checkpoints use the unwrapped modules.
 """
@@ -70,9 +70,27 @@ def grad_scaler(ctx: FoldContext) -> torch.amp.GradScaler | None:
     return None
 
 
+SHARED_STREAM = "student"
+
+
+def draw_stream(stage: str) -> str:
+    """The name a stage's initial weights and batch order derive from (with the seed and fold).
+
+    Common random numbers (issue 12): every ``student_<method>`` of one (seed, fold), and the
+    ``lower_bound`` trained beside them, draw from one stream, so the students start from the same
+    weights and see the same batches, and a difference between two methods is the methods' own. A
+    method's extra randomness comes from its own generator (``Method.generator``). Every other stage
+    draws from its own name.
+    """
+    if stage.startswith(layout.STUDENT_PREFIX) or stage == layout.LOWER_BOUND:
+        return SHARED_STREAM
+    return stage
+
+
 def train_batches(ctx: FoldContext, stage: str, epoch: int, batch_size: int) -> list[torch.Tensor]:
-    """Shuffled training batches of store indices; the order depends only on (seed, fold, stage, epoch)."""
-    gen = make_generator(derive_seed(ctx.seed, ctx.fold, stage, epoch))
+    """Shuffled training batches of store indices; the order depends only on (seed, fold, the stage's
+    stream, epoch): one order for every student of a (seed, fold) (:func:`draw_stream`)."""
+    gen = make_generator(derive_seed(ctx.seed, ctx.fold, draw_stream(stage), epoch))
     idx = torch.as_tensor(ctx.split["train"], dtype=torch.long)
     ws = ctx.dist.world_size
     if ws > 1:  # equal shards per rank (the gather of relational losses needs them)
@@ -188,7 +206,7 @@ def run_trained_stage(ctx: FoldContext, stage: str, build: Callable[[], Trainabl
     """Skip when done; else seed, build, fit, run the after-fit hook, test once and mark done."""
     if ctx.is_done(stage):
         return
-    seed_everything(derive_seed(ctx.seed, ctx.fold, stage))
+    seed_everything(derive_seed(ctx.seed, ctx.fold, draw_stream(stage)))
     t = build()
     res = fit_trainable(ctx, stage, t)
     if t.after_fit is not None:

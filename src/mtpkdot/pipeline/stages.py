@@ -21,6 +21,7 @@ from mtpkdot import layout
 from mtpkdot.atomic import atomic_save_npz, atomic_write
 from mtpkdot.engine.checkpoint import file_hash, load_checkpoint
 from mtpkdot.engine.loop import chunks, predict
+from mtpkdot.engine.seed import derive_seed, make_generator
 from mtpkdot.pipeline.context import FoldContext
 from mtpkdot.pipeline.inputs import (
     Normalizer,
@@ -462,7 +463,13 @@ def train_student(ctx: FoldContext, method_name: str) -> Trainable:
     finetune = sc.finetune_backbone
     pool = load_pool(ctx)
     student, norms = build_student(ctx, finetune)
-    method = METHODS.get(method_name)(student, pool, ctx.task, ctx.cfg.distill).to(ctx.device)
+    own_seed = derive_seed(ctx.seed, ctx.fold, stage)
+    # common random numbers: the student above is built from the stream every student shares; what
+    # the method builds (its own layers) draws from its own seed and leaves that stream untouched
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(own_seed)
+        method = METHODS.get(method_name)(student, pool, ctx.task, ctx.cfg.distill).to(ctx.device)
+    method.generator = make_generator(own_seed)
     y_all, mask_all = _labels(ctx)
     arrays = {m: ctx.store.array(m) for m in ctx.prevalent} if finetune else {}
 
