@@ -82,3 +82,42 @@ def test_zero_weighted_distillation_trains_exactly_the_student_of_none(zero_weig
         test = json.loads((fold_dir / f"student_{method}" / "test.json").read_text())
         ref_test = json.loads((fold_dir / "student_none" / "test.json").read_text())
         assert test["accuracy"] == ref_test["accuracy"] and test["best_epoch"] == ref_test["best_epoch"]
+
+
+def _summary_rows(run, method):
+    summary = pd.read_csv(run / "summary.csv")
+    return summary[summary["method"] == method].set_index("fold")
+
+
+def test_one_prevalent_modality_lower_bound_is_its_stage_one_model(zero_weight_run):
+    rows = _summary_rows(zero_weight_run, "lower_bound")
+    assert sorted(rows.index) == [1, 2]
+    for fold, row in rows.iterrows():
+        fold_dir = zero_weight_run / "seed0" / f"fold{fold}"
+        backbone = json.loads((fold_dir / "backbone_video" / "test.json").read_text())
+        assert row["accuracy"] == backbone["accuracy"] and row["n_test"] == backbone["n_test"]
+        assert json.loads((fold_dir / "lower_bound" / "test.json").read_text())["source"] == "backbone_video"
+
+
+def test_several_prevalent_modalities_train_a_fusion_without_tnet_branches(tmp_path):
+    """video + ECG prevalent, EDA privileged: the lower bound is a fusion of the two prevalent
+    features, trained on the task alone, with its own checkpoint."""
+    ecg = "{kind: signal, column: ecg, window: [0.0, 2.0], sample_rate: 512, backbone: cnn1d, feature_dim: 8}"
+    sets = tiny_overrides(tmp_path / "data", tmp_path / "store") + [
+        f"data.modalities.ecg={ecg}",
+        "data.modalities.ecg.train.epochs=2",
+        "data.prevalent=[video, ecg]",
+        "student.methods=[none]",
+        "protocol.folds=2",
+    ]
+    run = tmp_path / "run"
+    res = _cli(["demo", "--out", str(run), "--device", "cpu", "--folds", "1", *_set_args(sets)])
+    assert res.exit_code == 0, res.output
+    stage = run / "seed0" / "fold1" / "lower_bound"
+    fusion = load_checkpoint(stage / "best.pt")["modules"]["fusion"]
+    # the concat fusion projects each input modality: two prevalent inputs (16 + 8 features), no EDA
+    assert [fusion[f"proj.{i}.0.weight"].shape[1] for i in range(2)] == [16, 8]
+    assert "proj.2.0.weight" not in fusion
+    assert "source" not in json.loads((stage / "test.json").read_text())
+    rows = _summary_rows(run, "lower_bound")
+    assert list(rows.index) == [1] and 0 <= rows["accuracy"].item() <= 100

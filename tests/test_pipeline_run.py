@@ -109,8 +109,8 @@ def test_demo_writes_the_run_directory_layout(tiny):
     assert "teacher" in out and "mtpkdot" in out and "summary.csv" in out
     summary = pd.read_csv(run / "summary.csv")
     assert list(summary.columns) == ["seed", "fold", "method", "accuracy", "n_test"]
-    assert sorted(set(summary["method"])) == sorted(METHODS + ["teacher"])
-    assert len(summary) == 2 * 7  # 2 folds x (6 students + teacher)
+    assert sorted(set(summary["method"])) == sorted(METHODS + ["teacher", "lower_bound"])
+    assert len(summary) == 2 * 8  # 2 folds x (lower bound + 6 students + teacher)
     assert ((summary["accuracy"] >= 0) & (summary["accuracy"] <= 100)).all()
     for name in ("config.yaml", "folds_seed0.csv", "folds_seed0.meta.json"):
         assert (run / name).is_file()

@@ -206,6 +206,11 @@ def run_trained_stage(ctx: FoldContext, stage: str, build: Callable[[], Trainabl
     """Skip when done; else seed, build, fit, run the after-fit hook, test once and mark done."""
     if ctx.is_done(stage):
         return
+    train_and_test(ctx, stage, build)
+
+
+def train_and_test(ctx: FoldContext, stage: str, build: Callable[[], Trainable]) -> None:
+    """Seed, build, fit, run the after-fit hook, test once and mark done (not checked for done)."""
     seed_everything(derive_seed(ctx.seed, ctx.fold, draw_stream(stage)))
     t = build()
     res = fit_trainable(ctx, stage, t)

@@ -9,6 +9,7 @@ hooks); ``load_*`` read a finished stage's selected checkpoint for the stages af
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +32,7 @@ from mtpkdot.pipeline.inputs import (
     item_ndim,
     targets,
 )
-from mtpkdot.pipeline.runner import Trainable
+from mtpkdot.pipeline.runner import Trainable, train_and_test
 
 EVAL_BATCH = 256
 TSNE_CAP = 500
@@ -202,7 +203,8 @@ def check_feature_cache(ctx: FoldContext) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # stage 2: fusion teacher
-def build_teacher(ctx: FoldContext) -> nn.Module:
+def build_teacher(ctx: FoldContext, mods: list[str] | None = None) -> nn.Module:
+    """A fresh fusion of the teacher's kind over ``mods`` (default: every modality, in order)."""
     from mtpkdot.models import build_fusion
 
     tc = ctx.cfg.teacher
@@ -211,7 +213,7 @@ def build_teacher(ctx: FoldContext) -> nn.Module:
 
     if "seq_len" in inspect.signature(FUSIONS.get(tc.fusion)).parameters:
         kw.setdefault("seq_len", ctx.cfg.data.sequence_length)
-    dims = [ctx.feature_dim(m) for m in ctx.order]
+    dims = [ctx.feature_dim(m) for m in (ctx.order if mods is None else mods)]
     return build_fusion(tc.fusion, dims, ctx.task.num_outputs, **kw).to(ctx.device)
 
 
@@ -426,6 +428,48 @@ def load_pool(ctx: FoldContext) -> Any:
     adapters.load_state_dict(state["adapters"])
     heads.load_state_dict(state["heads"])
     return TeacherPool(teacher, dict(adapters.items()), dict(heads.items()), ctx.order)
+
+
+# ---------------------------------------------------------------------------------------------
+# lower bound: the prevalent modalities alone (no T-Net, no distillation; issue 12)
+def lower_bound(ctx: FoldContext) -> None:
+    """The ``lower_bound`` row of the fold. One prevalent modality: its stage-1 model (backbone +
+    linear head, selected on validation), whose test result is ``backbone_<mod>/test.json``. Several:
+    a fusion of the student's kind on their cached features only, trained on the task loss with the
+    student's settings (:func:`train_lower_bound`)."""
+    if len(ctx.prevalent) > 1:
+        train_and_test(ctx, layout.LOWER_BOUND, lambda: train_lower_bound(ctx))
+        return
+    source = layout.backbone_stage(ctx.prevalent[0])
+    result = json.loads((ctx.stage_dir(source) / layout.TEST).read_text())
+    result.update(stage=layout.LOWER_BOUND, source=source)
+    ctx.write_json(ctx.stage_dir(layout.LOWER_BOUND) / layout.TEST, result)
+
+
+def train_lower_bound(ctx: FoldContext) -> Trainable:
+    """A fresh fusion of the teacher's kind (the student's fusion) on the prevalent features only:
+    no T-Net branches, task loss only. Cached features also when the students fine-tune."""
+    fusion = build_teacher(ctx, ctx.prevalent)
+    y_all, mask_all = _labels(ctx)
+
+    def compute(idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        out, _ = fusion(_feats(ctx, ctx.prevalent, idx))
+        i = idx.to(ctx.device)
+        loss = _task_loss(ctx, out, y_all[i], None if mask_all is None else mask_all[i])
+        return {"total": loss, "task": loss}, len(idx)
+
+    def evaluate(idx: np.ndarray) -> dict[str, float]:
+        forward = lambda b: fusion(_feats(ctx, ctx.prevalent, b))[0]  # noqa: E731
+        return score(ctx, predict(forward, chunks_of(idx, EVAL_BATCH), [fusion]), idx)
+
+    return Trainable(
+        {"fusion": fusion},
+        list(fusion.parameters()),
+        ctx.cfg.student,
+        compute,
+        evaluate,
+        ctx.task.primary_metric,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
