@@ -142,8 +142,12 @@ def test_demo_writes_the_run_directory_layout(tiny):
         "sel_eda",
     ):
         assert col in metrics.columns, col
-    per_epoch = metrics[["sel_joint", "sel_video", "sel_eda"]].sum(axis=1)
+    # epoch 0: the student before any step, validated, with no training columns
+    assert metrics["epoch"].tolist() == [0, 1, 2]
+    assert metrics["val_accuracy"].notna().all() and metrics.loc[0, ["train_total", "sel_joint"]].isna().all()
+    per_epoch = metrics.loc[1:, ["sel_joint", "sel_video", "sel_eda"]].sum(axis=1)
     assert (per_epoch > 0).all()  # every training batch selected exactly one teacher
+    assert pd.read_csv(fold / "teacher" / "metrics.csv")["epoch"].tolist() == [1, 2]  # students only
     snaps = np.load(fold / "student_mtpkdot" / "snapshots.npz")
     assert {"teacher", "student_0", "student_50", "student_75", "student_100"} <= set(snaps.files)
     tsne = np.load(fold / "adapters" / "tsne.npz")

@@ -54,6 +54,8 @@ class Trainable:
     on_start: Callable[[], None] | None = None
     on_epoch_end: Callable[[int], None] | None = None
     after_fit: Callable[[], None] | None = None
+    # validate before the first step and log it as epoch 0 of metrics.csv (students, lower bound)
+    initial_eval: bool = False
 
 
 def make_optimizer(params: list[nn.Parameter], tc: Any) -> torch.optim.Optimizer:
@@ -199,6 +201,10 @@ def fit_trainable(ctx: FoldContext, stage: str, t: Trainable) -> Any:
         on_epoch_end=t.on_epoch_end,
         write=ctx.write,
         tensorboard=ctx.cfg.tensorboard,
+        initial_eval=t.initial_eval,
+        # model selection on noisy validation curves (students; docs/pipeline.md, "Model selection")
+        select_window=getattr(tc, "select_window", 1),
+        select_after=getattr(tc, "select_after", 1),
     )
 
 

@@ -469,6 +469,7 @@ def train_lower_bound(ctx: FoldContext) -> Trainable:
         compute,
         evaluate,
         ctx.task.primary_metric,
+        initial_eval=True,
     )
 
 
@@ -605,4 +606,5 @@ def train_student(ctx: FoldContext, method_name: str) -> Trainable:
         on_start=lambda: snapshot("student_0"),
         on_epoch_end=on_epoch_end,
         after_fit=after_fit,
+        initial_eval=True,
     )
