@@ -39,7 +39,15 @@ ROOT = Path(__file__).resolve().parents[1]
 RULES = ("raw", "min3", "min5", "smooth3", "smooth5")
 
 
-def run(out: Path, lr: float, epochs: int, seeds: list[int], data: Path) -> Path:
+def run(
+    out: Path,
+    lr: float,
+    epochs: int,
+    seeds: list[int],
+    data: Path,
+    folds: list[int] | None,
+    store: Path | None,
+) -> Path:
     """The demo config with every student trained ``epochs`` epochs at ``lr``, test logged per epoch."""
     from mtpkdot.config import load_config
     from mtpkdot.pipeline import runner
@@ -68,10 +76,10 @@ def run(out: Path, lr: float, epochs: int, seeds: list[int], data: Path) -> Path
         "student.patience=null",
         "student.snapshots=false",
         "device=cpu",
-    ]
+    ] + ([f"data.store={store}"] if store else [])
     cfg = load_config(ROOT / "configs" / "demo.yaml", sets)
     run_dir = out / f"lr{lr:g}"
-    run_experiment(cfg, run_dir, seeds=seeds, progress=False)
+    run_experiment(cfg, run_dir, folds=folds, seeds=seeds, progress=False)
     return run_dir
 
 
@@ -148,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lrs", default="1e-3,1e-4", help="student learning rates, comma-separated")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--folds", default=None, help="only these folds (1-based), comma-separated")
+    ap.add_argument("--store", type=Path, default=None, help="a prepared store to share (data.store)")
     ap.add_argument("--analyse-only", action="store_true")
     args = ap.parse_args(argv)
     lrs = [float(x) for x in args.lrs.split(",")]
@@ -156,10 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     for lr in lrs:
         run_dir = args.out / f"lr{lr:g}"
         if not args.analyse_only:
-            run(args.out, lr, args.epochs, seeds, args.out / "data")
+            folds = [int(x) for x in args.folds.split(",")] if args.folds else None
+            run(args.out, lr, args.epochs, seeds, args.out / "data", folds, args.store)
         c = curves(run_dir)
         print(f"\n## student lr {lr:g}: {len(c)} curves ({args.epochs} epochs); {describe_curves(c)}")
-        print(analyse(c).to_markdown(index=False, floatfmt=".2f"))
+        print(analyse(c).round(2).to_string(index=False))
     return 0
 
 

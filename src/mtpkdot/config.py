@@ -156,7 +156,7 @@ class StudentConfig(TrainConfig):
     snapshots: bool = Field(True, description="save similarity matrices at 0/50/75/100 % of training")
     # model selection on noisy validation curves, measured in docs/pipeline.md ("Model selection")
     select_window: int = Field(
-        1, ge=1, description="select on the mean validation metric of this many epochs"
+        3, ge=1, description="select on the mean validation metric of this many epochs"
     )
     select_after: int = Field(1, ge=1, description="first epoch that may be selected")
 
