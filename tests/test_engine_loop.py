@@ -183,3 +183,65 @@ def test_early_stopping_honours_patience(tmp_path):
     assert trained3 == list(range(1, 9)) and res3.best_epoch == 8
     res_none, _, trained_none = _scripted_fit(tmp_path / "none", [1.0] + [2.0] * 7, patience=None)
     assert trained_none == list(range(1, 9)) and res_none.best_epoch == 1
+
+
+def _curve_fit(stage_dir, losses: list[float], **kw):
+    """fit() on a model whose epoch ``e`` sets its weight to ``e`` and scores ``losses[e]`` (epoch 0: the
+    untrained weight 0)."""
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def train_epoch(epoch: int) -> dict[str, float]:
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        return {"train_total": 0.0}
+
+    res = fit(
+        stage="toy",
+        stage_dir=stage_dir,
+        modules={"model": model},
+        optimizer=opt,
+        train_epoch=train_epoch,
+        validate=lambda: {"loss": losses[int(model.weight.item())]},
+        primary="loss",
+        higher_is_better=False,
+        epochs=len(losses) - 1,
+        section={"lr": 0.1},
+        **kw,
+    )
+    return res, model
+
+
+# epoch 0 (untrained) scores best of all; epoch 1 is a lucky spike; epochs 4-6 are steadily good
+CURVE = [0.0, 0.1, 0.9, 0.8, 0.3, 0.3, 0.3, 0.9, 0.9]
+
+
+def test_epoch_zero_is_logged_once_and_never_selected(tmp_path, monkeypatch):
+    res, model = _curve_fit(tmp_path / "a", CURVE, initial_eval=True)
+    assert [h["epoch"] for h in res.history] == list(range(9))
+    assert res.history[0]["val_loss"] == 0.0 and "train_total" not in res.history[0]
+    assert res.best_epoch == 1 and model.weight.item() == 1.0
+    monkeypatch.setenv(INTERRUPT_ENV, "toy:3")
+    with pytest.raises(StageInterrupted):
+        _curve_fit(tmp_path / "b", CURVE, initial_eval=True)
+    monkeypatch.delenv(INTERRUPT_ENV)
+    resumed, _ = _curve_fit(tmp_path / "b", CURVE, initial_eval=True)
+    assert resumed.history == res.history  # resume does not evaluate epoch 0 again
+    assert (tmp_path / "a" / "metrics.csv").read_text() == (tmp_path / "b" / "metrics.csv").read_text()
+
+
+@pytest.mark.parametrize(
+    ("kw", "best"),
+    [
+        ({}, 1),  # the best single epoch: the spike
+        ({"select_window": 3}, 6),  # mean of epochs 4-6 is best; the weights of epoch 6
+        ({"select_after": 4}, 4),  # the first best from epoch 4 on
+        ({"select_window": 3, "patience": 1}, 3),  # patience counts from the first full window (epoch 3)
+        ({"select_after": 20}, 8),  # fewer epochs than select_after: the last epoch
+    ],
+)
+def test_selection_rules(tmp_path, kw, best):
+    res, model = _curve_fit(tmp_path, CURVE, **kw)
+    assert res.best_epoch == best and model.weight.item() == float(best)

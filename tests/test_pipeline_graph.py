@@ -51,6 +51,7 @@ EVERY = {
     "teacher",
     "tnet",
     "adapters",
+    "lower_bound",
     "student_none",
     "student_mtpkdot",
 }
@@ -92,6 +93,7 @@ def test_run_order_comes_from_the_declarations():
         "teacher",
         "tnet",
         "adapters",
+        "lower_bound",
         "student_none",
     ]
     # every stage a stage reads runs before it
@@ -139,3 +141,18 @@ def test_store_location_is_the_same_for_prepare_and_run(tmp_path, monkeypatch, w
         else (tmp_path / "x" / "store" if with_out else tmp_path / "runs" / "where" / "store")
     )
     assert seen == [expected, expected]
+
+
+def test_lower_bound_depends_on_the_student_settings_only_when_it_trains(tmp_path):
+    """One prevalent modality: the lower bound is the stage-1 model, so a student setting leaves it
+    valid (the cases above); several: it trains with the student's settings, which enter its section."""
+    from mtpkdot.pipeline.graph import section
+
+    ecg = "{kind: signal, column: ecg, backbone: cnn1d}"
+    several = [f"data.modalities.ecg={ecg}", "data.prevalent=[video, ecg]"]
+    one = section(_ctx(tmp_path, []), "lower_bound")
+    assert "student" not in one and one["from"] == "backbone_video"
+    lr = [
+        section(_ctx(tmp_path, [*several, f"student.lr={v}"]), "lower_bound")["student"]["lr"] for v in (1, 2)
+    ]
+    assert lr == [1.0, 2.0]

@@ -109,8 +109,8 @@ def test_demo_writes_the_run_directory_layout(tiny):
     assert "teacher" in out and "mtpkdot" in out and "summary.csv" in out
     summary = pd.read_csv(run / "summary.csv")
     assert list(summary.columns) == ["seed", "fold", "method", "accuracy", "n_test"]
-    assert sorted(set(summary["method"])) == sorted(METHODS + ["teacher"])
-    assert len(summary) == 2 * 7  # 2 folds x (6 students + teacher)
+    assert sorted(set(summary["method"])) == sorted(METHODS + ["teacher", "lower_bound"])
+    assert len(summary) == 2 * 8  # 2 folds x (lower bound + 6 students + teacher)
     assert ((summary["accuracy"] >= 0) & (summary["accuracy"] <= 100)).all()
     for name in ("config.yaml", "folds_seed0.csv", "folds_seed0.meta.json"):
         assert (run / name).is_file()
@@ -142,8 +142,12 @@ def test_demo_writes_the_run_directory_layout(tiny):
         "sel_eda",
     ):
         assert col in metrics.columns, col
-    per_epoch = metrics[["sel_joint", "sel_video", "sel_eda"]].sum(axis=1)
+    # epoch 0: the student before any step, validated, with no training columns
+    assert metrics["epoch"].tolist() == [0, 1, 2]
+    assert metrics["val_accuracy"].notna().all() and metrics.loc[0, ["train_total", "sel_joint"]].isna().all()
+    per_epoch = metrics.loc[1:, ["sel_joint", "sel_video", "sel_eda"]].sum(axis=1)
     assert (per_epoch > 0).all()  # every training batch selected exactly one teacher
+    assert pd.read_csv(fold / "teacher" / "metrics.csv")["epoch"].tolist() == [1, 2]  # students only
     snaps = np.load(fold / "student_mtpkdot" / "snapshots.npz")
     assert {"teacher", "student_0", "student_50", "student_75", "student_100"} <= set(snaps.files)
     tsne = np.load(fold / "adapters" / "tsne.npz")

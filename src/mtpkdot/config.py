@@ -186,6 +186,11 @@ class StudentConfig(TrainConfig):
     batch_size: int = 128
     lr: float = 1e-4
     snapshots: bool = Field(True, description="save similarity matrices at 0/50/75/100 % of training")
+    # model selection on noisy validation curves, measured in docs/pipeline.md ("Model selection")
+    select_window: int = Field(
+        3, ge=1, description="select on the mean validation metric of this many epochs"
+    )
+    select_after: int = Field(1, ge=1, description="first epoch that may be selected")
 
 
 class DistillConfig(Strict):

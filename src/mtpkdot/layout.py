@@ -39,6 +39,7 @@ STUDENT_PREFIX = "student_"
 BACKBONE_PREFIX = "backbone_"
 CROSSFIT_PREFIX = "crossfit_"
 TEACHER = "teacher"
+LOWER_BOUND = "lower_bound"  # the prevalent modalities alone (issue 12): a row of summary.csv
 FEATURES = "features"
 ADAPTERS = "adapters"
 

@@ -7,7 +7,11 @@ A method wraps the student and the frozen teachers and turns a batch into predic
   the one to back-propagate);
 * ``forward_test(batch) -> outputs``: reads only ``batch["student"]``; the student path never receives a
   privileged modality;
-* the teacher pool stays in eval mode whatever ``train()`` is called with, and never gets gradients.
+* the teacher pool stays in eval mode whatever ``train()`` is called with, and never gets gradients;
+* randomness of the method's own (sampling, random projections ...) is drawn from ``self.generator``
+  (a CPU ``torch.Generator`` the pipeline seeds per method), never from the global RNG: the global
+  stream is shared by every student of a (seed, fold) (common random numbers: same initial weights,
+  same batch order, same dropout masks), so a method that drew from it would change the others' draws.
 
 Batches: ``{"student": {prevalent modality: tensor}, "teacher": {every modality: cached feature tensor},
 "y": labels, "mask": bool tensor or None}``. The student is called as ``student(batch["student"]) ->
@@ -63,6 +67,8 @@ class Method(nn.Module):
         self.teacher_pool = teacher_pool
         self.task = task
         self.cfg = cfg
+        # the method's own random draws (see the module docstring); the pipeline seeds it per method
+        self.generator = torch.Generator().manual_seed(0)
         if teacher_pool is not None:
             teacher_pool.requires_grad_(False)
             teacher_pool.eval()

@@ -232,6 +232,9 @@ def fit(
     write: bool = True,
     progress: bool | None = None,
     tensorboard: bool = False,
+    initial_eval: bool = False,
+    select_window: int = 1,
+    select_after: int = 1,
 ) -> FitResult:
     """Train ``modules`` for up to ``epochs`` epochs with early stopping on ``validate()[primary]``.
 
@@ -243,6 +246,12 @@ def fit(
     hold the weights of the best validation epoch. ``write=False`` (non-zero DDP ranks) writes nothing.
     ``tensorboard=True`` also writes each metrics.csv row as TensorBoard scalars under
     ``<stage_dir>/tensorboard`` (tag = column with its first ``_`` as ``/``, step = epoch).
+    ``initial_eval=True`` validates the modules before any step and logs it as the row of epoch 0
+    (a fresh start only; it is a point of the curve, not a candidate for selection).
+    Selection (and patience) use the mean validation score of the last ``select_window`` trained epochs;
+    only epochs from ``max(select_after, select_window)`` on (the last one when there are fewer) are
+    candidates, so a window is always full; the weights kept are those of the window's last epoch.
+    1 and 1: the best single epoch.
     """
     from tqdm.auto import tqdm
 
@@ -272,8 +281,12 @@ def fit(
         if state.get("stopped"):
             start = epochs + 1
         best_states = load_checkpoint(best_path, section)["modules"] if best_path.is_file() else best_states
-    elif on_start is not None:
-        on_start()
+    else:
+        if on_start is not None:
+            on_start()
+        if initial_eval:  # where training starts: logged as epoch 0, never selected
+            row0 = {"epoch": 0, "lr": optimizer.param_groups[0]["lr"]}
+            history.append(row0 | {f"val_{k}": float(v) for k, v in validate().items()})
 
     show = progress_enabled() if progress is None else progress
     bar = tqdm(
@@ -287,16 +300,15 @@ def fit(
         row.update(train_epoch(epoch))
         metrics = validate()
         row.update({f"val_{k}": float(v) for k, v in metrics.items()})
-        score = sign * float(metrics[primary])
-        if not math.isfinite(score):
-            score = -math.inf
-        improved = score > best_score or best_epoch == 0
+        history.append(row)
+        score = _selection_score(history, f"val_{primary}", sign, select_window)
+        candidate = epoch >= min(max(select_after, select_window), epochs)  # a full window only
+        improved = candidate and (score > best_score or best_epoch == 0)
         if improved:
             best_score, best_epoch, bad_epochs = score, epoch, 0
             best_states = _module_states(modules)
-        else:
+        elif candidate:
             bad_epochs += 1
-        history.append(row)
         stopped = patience is not None and bad_epochs >= patience
         if on_epoch_end is not None:
             on_epoch_end(epoch)
@@ -336,6 +348,13 @@ def fit(
     for name, module in modules.items():
         module.load_state_dict(best_states[name])
     return FitResult(best_epoch=best_epoch, best_score=sign * best_score, epochs_run=epoch, history=history)
+
+
+def _selection_score(history: list[dict[str, Any]], column: str, sign: float, window: int) -> float:
+    """The mean of ``sign * column`` over the last ``window`` trained epochs (epoch >= 1) of ``history``;
+    -inf when one of them is not finite."""
+    scores = [sign * float(r[column]) for r in history if r["epoch"] >= 1][-window:]
+    return sum(scores) / len(scores) if all(math.isfinite(x) for x in scores) else -math.inf
 
 
 def predict(

@@ -29,7 +29,10 @@ def register(app: typer.Typer) -> None:
         ),
         folds: str = typer.Option(None, "--folds", help="only these folds, e.g. 1,2 (default: all)"),
         methods: str = typer.Option(
-            None, "--methods", help="only these students, e.g. none,pkdot,mtpkdot (default: student.methods)"
+            None,
+            "--methods",
+            help="only these students, e.g. none,pkdot,mtpkdot (default: student.methods; none = the "
+            "student without distillation, T-Net hallucination only; the lower_bound and teacher rows always run)",
         ),
         seeds: str = typer.Option(None, "--seeds", help="seeds, e.g. 0,1,2 (default: the config's seeds)"),
         out: Path = typer.Option(

@@ -3,7 +3,8 @@
 ``run_experiment(cfg, run_dir)`` is what ``mtpkdot run`` calls. It is resumable: the store, the folds
 and every finished stage are reused; the run directory refuses a config that would change results
 (``config.yaml``), naming the keys that differ. ``summary.csv`` gets one row per (seed, fold, method)
-with the test metrics of the checkpoint selected on validation, ``teacher`` being the upper bound.
+with the test metrics of the checkpoint selected on validation, ``teacher`` being the upper bound and
+``lower_bound`` the prevalent modalities alone.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from mtpkdot.pipeline.context import LOCATION_KEYS, Dist, FoldContext, plain
 
 log = logging.getLogger(__name__)
 
-META_KEYS = {"stage", "seed", "fold", "n_test", "best_epoch"}
+META_KEYS = {"stage", "seed", "fold", "n_test", "best_epoch", "source"}
 # settings that choose WHAT to run or WHERE, not what a result is: they may change between resumes
 SELECTION_KEYS = ("name", "seeds", "device", "amp", "num_threads", "tensorboard")
 
@@ -243,7 +244,7 @@ def run_experiment(
 
 def collect_summary(run_dir: str | Path) -> pd.DataFrame:
     """One row per (seed, fold, method) from the ``test.json`` of every finished tested stage
-    (the teacher and the students: ``tested`` in :mod:`mtpkdot.pipeline.graph`)."""
+    (the teacher, the lower bound and the students: ``tested`` in :mod:`mtpkdot.pipeline.graph`)."""
     from mtpkdot.pipeline.graph import find
 
     rows = []

@@ -6,7 +6,8 @@ the progress bar (:func:`stage_names`), each stage's config section and hash (:f
 ``done`` markers and checkpoints are checked against, so resume follows from it), and which finished
 stages a sweep may share between grid points (:func:`shareable`).
 
-backbone_<mod> [-> crossfit_<mod>_<j>] -> features (cache) -> teacher -> tnet -> adapters -> student_<method> (one per method)
+backbone_<mod> [-> crossfit_<mod>_<j>] -> features (cache) -> teacher -> tnet -> adapters -> lower_bound
+-> student_<method> (one per method)
 """
 
 from __future__ import annotations
@@ -101,6 +102,17 @@ def _finetunes(cfg: Any) -> bool:
     return bool(cfg.student.finetune_backbone)
 
 
+def _lower_bound_settings(ctx: FoldContext, _: str | None) -> dict[str, Any]:
+    """One prevalent modality: its stage-1 model, nothing of its own. Several: a fusion of the
+    teacher's kind trained with the student's settings."""
+    if len(ctx.prevalent) == 1:
+        return {"prevalent": ctx.prevalent, "from": layout.backbone_stage(ctx.prevalent[0])}
+    student = _dump(ctx.cfg.student)
+    student.pop("methods")
+    fusion = {"fusion": ctx.cfg.teacher.fusion, "fusion_kwargs": ctx.cfg.teacher.fusion_kwargs}
+    return {"prevalent": ctx.prevalent, "student": student, "fusion": fusion}
+
+
 STAGES: tuple[Stage, ...] = (
     Stage(
         "backbone",
@@ -152,6 +164,16 @@ STAGES: tuple[Stage, ...] = (
         sections=("adapters",),
         settings=lambda ctx, _: {"adapters": _dump(ctx.cfg.adapters)},
         train=lambda ctx, _: S.train_adapters(ctx),
+    ),
+    Stage(
+        layout.LOWER_BOUND,
+        PER_FOLD,
+        # the prevalent modalities alone: their stage-1 model (one) or a fusion of their features (several)
+        reads={"features": layout.FEATURES},
+        sections=("student", "teacher"),
+        settings=_lower_bound_settings,
+        compute=S.lower_bound,
+        tested=True,
     ),
     Stage(
         "student",

@@ -2,8 +2,8 @@
 
 A stage's own code (``mtpkdot.pipeline.stages``) only builds a :class:`Trainable`: the modules, the
 step computation, the evaluation and its optional hooks. The runner does what every stage shares:
-skip when ``done``, seed, build, fit with hooks (resume from ``last.pt``, select the epoch on
-validation), evaluate the selected checkpoint ONCE on the fold's test subjects (``test.json``) and
+skip when ``done``, seed (one stream for every student of a fold: :func:`draw_stream`), build, fit
+with hooks (resume from ``last.pt``, select the epoch on validation), evaluate the selected checkpoint ONCE on the fold's test subjects (``test.json``) and
 write ``done``. Under ``torchrun`` each step runs through DistributedDataParallel
 (:func:`data_parallel`); evaluation and checkpoints use the unwrapped modules.
 """
@@ -56,6 +56,8 @@ class Trainable:
     on_start: Callable[[], None] | None = None
     on_epoch_end: Callable[[int], None] | None = None
     after_fit: Callable[[], None] | None = None
+    # validate before the first step and log it as epoch 0 of metrics.csv (students, lower bound)
+    initial_eval: bool = False
 
 
 def make_optimizer(params: list[nn.Parameter], tc: Any) -> torch.optim.Optimizer:
@@ -72,9 +74,27 @@ def grad_scaler(ctx: FoldContext) -> torch.amp.GradScaler | None:
     return None
 
 
+SHARED_STREAM = "student"
+
+
+def draw_stream(stage: str) -> str:
+    """The name a stage's initial weights and batch order derive from (with the seed and fold).
+
+    Common random numbers (issue 12): every ``student_<method>`` of one (seed, fold), and the
+    ``lower_bound`` trained beside them, draw from one stream, so the students start from the same
+    weights and see the same batches, and a difference between two methods is the methods' own. A
+    method's extra randomness comes from its own generator (``Method.generator``). Every other stage
+    draws from its own name.
+    """
+    if stage.startswith(layout.STUDENT_PREFIX) or stage == layout.LOWER_BOUND:
+        return SHARED_STREAM
+    return stage
+
+
 def train_batches(ctx: FoldContext, stage: str, epoch: int, batch_size: int) -> list[torch.Tensor]:
-    """Shuffled training batches of store indices; the order depends only on (seed, fold, stage, epoch)."""
-    gen = make_generator(derive_seed(ctx.seed, ctx.fold, stage, epoch))
+    """Shuffled training batches of store indices; the order depends only on (seed, fold, the stage's
+    stream, epoch): one order for every student of a (seed, fold) (:func:`draw_stream`)."""
+    gen = make_generator(derive_seed(ctx.seed, ctx.fold, draw_stream(stage), epoch))
     idx = torch.as_tensor(ctx.split["train"], dtype=torch.long)
     ws = ctx.dist.world_size
     if ws > 1:  # equal shards per rank (the gather of relational losses needs them)
@@ -190,6 +210,10 @@ def fit_trainable(ctx: FoldContext, stage: str, t: Trainable) -> Any:
         on_epoch_end=t.on_epoch_end,
         write=ctx.write,
         tensorboard=ctx.cfg.tensorboard,
+        initial_eval=t.initial_eval,
+        # model selection on noisy validation curves (students; docs/pipeline.md, "Model selection")
+        select_window=getattr(tc, "select_window", 1),
+        select_after=getattr(tc, "select_after", 1),
     )
 
 
@@ -197,7 +221,12 @@ def run_trained_stage(ctx: FoldContext, stage: str, build: Callable[[], Trainabl
     """Skip when done; else seed, build, fit, run the after-fit hook, test once and mark done."""
     if ctx.is_done(stage):
         return
-    seed_everything(derive_seed(ctx.seed, ctx.fold, stage))
+    train_and_test(ctx, stage, build)
+
+
+def train_and_test(ctx: FoldContext, stage: str, build: Callable[[], Trainable]) -> None:
+    """Seed, build, fit, run the after-fit hook, test once and mark done (not checked for done)."""
+    seed_everything(derive_seed(ctx.seed, ctx.fold, draw_stream(stage)))
     t = build()
     res = fit_trainable(ctx, stage, t)
     if t.after_fit is not None:

@@ -9,6 +9,7 @@ hooks); ``load_*`` read a finished stage's selected checkpoint for the stages af
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ from mtpkdot import layout
 from mtpkdot.atomic import atomic_save_npz, atomic_write
 from mtpkdot.engine.checkpoint import file_hash, load_checkpoint
 from mtpkdot.engine.loop import chunks, predict
-from mtpkdot.engine.seed import derive_seed
+from mtpkdot.engine.seed import derive_seed, make_generator
 from mtpkdot.pipeline.context import FoldContext
 from mtpkdot.pipeline.inputs import (
     Normalizer,
@@ -31,7 +32,7 @@ from mtpkdot.pipeline.inputs import (
     item_ndim,
     targets,
 )
-from mtpkdot.pipeline.runner import Trainable
+from mtpkdot.pipeline.runner import Trainable, train_and_test
 
 EVAL_BATCH = 256
 TSNE_CAP = 500
@@ -271,7 +272,8 @@ def check_feature_cache(ctx: FoldContext) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # stage 2: fusion teacher
-def build_teacher(ctx: FoldContext) -> nn.Module:
+def build_teacher(ctx: FoldContext, mods: list[str] | None = None) -> nn.Module:
+    """A fresh fusion of the teacher's kind over ``mods`` (default: every modality, in order)."""
     from mtpkdot.models import build_fusion
 
     tc = ctx.cfg.teacher
@@ -280,7 +282,7 @@ def build_teacher(ctx: FoldContext) -> nn.Module:
 
     if "seq_len" in inspect.signature(FUSIONS.get(tc.fusion)).parameters:
         kw.setdefault("seq_len", ctx.cfg.data.sequence_length)
-    dims = [ctx.feature_dim(m) for m in ctx.order]
+    dims = [ctx.feature_dim(m) for m in (ctx.order if mods is None else mods)]
     return build_fusion(tc.fusion, dims, ctx.task.num_outputs, **kw).to(ctx.device)
 
 
@@ -498,6 +500,56 @@ def load_pool(ctx: FoldContext) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
+# lower bound: the prevalent modalities alone (no T-Net, no distillation; issue 12)
+def lower_bound(ctx: FoldContext) -> None:
+    """The ``lower_bound`` row of the fold. One prevalent modality: its stage-1 model (backbone +
+    linear head, selected on validation), whose test result is ``backbone_<mod>/test.json``. Several:
+    a fusion of the student's kind on their cached features only, trained on the task loss with the
+    student's settings (:func:`train_lower_bound`)."""
+    if len(ctx.prevalent) > 1:
+        train_and_test(ctx, layout.LOWER_BOUND, lambda: train_lower_bound(ctx))
+        return
+    source = layout.backbone_stage(ctx.prevalent[0])
+    result = json.loads((ctx.stage_dir(source) / layout.TEST).read_text())
+    result.update(stage=layout.LOWER_BOUND, source=source)
+    ctx.write_json(ctx.stage_dir(layout.LOWER_BOUND) / layout.TEST, result)
+
+
+def _student_feats(ctx: FoldContext, idx: torch.Tensor) -> list[torch.Tensor]:
+    # the stage-1 backbones' features for every sample, as the students see them (with cross-fitting
+    # on, ctx.features holds out-of-fold rows for training samples: teacher-side input only)
+    i = idx.to(ctx.device)
+    return [ctx.student_features(m)[i] for m in ctx.prevalent]
+
+
+def train_lower_bound(ctx: FoldContext) -> Trainable:
+    """A fresh fusion of the teacher's kind (the student's fusion) on the prevalent features only:
+    no T-Net branches, task loss only. Cached features also when the students fine-tune."""
+    fusion = build_teacher(ctx, ctx.prevalent)
+    y_all, mask_all = _labels(ctx)
+
+    def compute(idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        out, _ = fusion(_student_feats(ctx, idx))
+        i = idx.to(ctx.device)
+        loss = _task_loss(ctx, out, y_all[i], None if mask_all is None else mask_all[i])
+        return {"total": loss, "task": loss}, len(idx)
+
+    def evaluate(idx: np.ndarray) -> dict[str, float]:
+        forward = lambda b: fusion(_student_feats(ctx, b))[0]  # noqa: E731
+        return score(ctx, predict(forward, chunks_of(idx, EVAL_BATCH), [fusion]), idx)
+
+    return Trainable(
+        {"fusion": fusion},
+        list(fusion.parameters()),
+        ctx.cfg.student,
+        compute,
+        evaluate,
+        ctx.task.primary_metric,
+        initial_eval=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # stage 4: students, one per method
 def build_student(ctx: FoldContext, finetune: bool) -> tuple[nn.Module, dict[str, Any]]:
     from mtpkdot.models import Student
@@ -532,7 +584,13 @@ def train_student(ctx: FoldContext, method_name: str) -> Trainable:
     finetune = sc.finetune_backbone
     pool = load_pool(ctx)
     student, norms = build_student(ctx, finetune)
-    method = METHODS.get(method_name)(student, pool, ctx.task, ctx.cfg.distill).to(ctx.device)
+    own_seed = derive_seed(ctx.seed, ctx.fold, stage)
+    # common random numbers: the student above is built from the stream every student shares; what
+    # the method builds (its own layers) draws from its own seed and leaves that stream untouched
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(own_seed)
+        method = METHODS.get(method_name)(student, pool, ctx.task, ctx.cfg.distill).to(ctx.device)
+    method.generator = make_generator(own_seed)
     y_all, mask_all = _labels(ctx)
     arrays = {m: ctx.store.array(m) for m in ctx.prevalent} if finetune else {}
 
@@ -624,4 +682,5 @@ def train_student(ctx: FoldContext, method_name: str) -> Trainable:
         on_start=lambda: snapshot("student_0"),
         on_epoch_end=on_epoch_end,
         after_fit=after_fit,
+        initial_eval=True,
     )

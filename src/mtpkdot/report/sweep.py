@@ -231,7 +231,8 @@ def write_sweep_report(out_dir: str | Path) -> Path:
         blocks += [
             Heading("Results per grid point", 2),
             Text(
-                f"{label}, mean ± std (ddof = 1) over (seed, fold); `none` is the lower bound and `teacher` the "
+                f"{label}, mean ± std (ddof = 1) over (seed, fold); `none` is the student without distillation "
+                "(T-Net hallucination only), `lower_bound` the prevalent modalities alone and `teacher` the "
                 "upper bound at the same point."
             ),
             Table(headers, rows, caption="Sweep results"),

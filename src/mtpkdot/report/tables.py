@@ -381,6 +381,11 @@ def format_table(summary: pd.DataFrame) -> str:
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
     out += [fmt.format(*r) for r in lines]
-    if "none" in set(summary["method"]):
-        out.append("none = prevalent modality only (lower bound); teacher = multimodal (upper bound)")
+    present = set(summary["method"])
+    if "lower_bound" in present:
+        out.append("lower_bound = prevalent modalities alone (no T-Net, no distillation)")
+    if "none" in present:
+        out.append(
+            "none = student without distillation (T-Net hallucination only); teacher = multimodal (upper bound)"
+        )
     return "\n".join(out)

@@ -1,4 +1,9 @@
-"""``none``: the prevalent-only student, trained on the task alone (the paper's lower bound)."""
+"""``none``: the student without distillation (T-Net hallucination only), trained on the task alone.
+
+Not a lower bound: the student sees the frozen T-Net's hallucinated privileged features, and the T-Net
+was trained with the privileged modality. The prevalent modalities alone are the ``lower_bound`` row of
+``summary.csv`` (the stage-1 model, or a fusion without T-Net branches; ``mtpkdot.pipeline.graph``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from mtpkdot.registry import METHODS
 
 @METHODS.register("none")
 class NoDistillation(Method):
-    """Prevalent modality only, task loss alone (lower bound); total = task (unweighted)."""
+    """Student without distillation (T-Net hallucination only): task loss alone; total = task (unweighted)."""
 
     name = "none"
     needs_teacher = False
