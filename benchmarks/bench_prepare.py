@@ -114,6 +114,9 @@ def main() -> None:
     ap.add_argument("--baseline-src", default=None, help="--real-size: also time this source tree's prepare")
     ap.add_argument("--levers", action="store_true", help="--real-size: also time the video-path levers")
     ap.add_argument(
+        "--rounds", type=int, default=3, help="--real-size: interleaved rounds (limit, 1 and 2 workers)"
+    )
+    ap.add_argument(
         "--table", type=Path, default=None, help="print BENCHMARKS.md's rows from a --real-size JSON"
     )
     ap.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
@@ -167,9 +170,9 @@ def _decode_all(path: Path, thread_type: str, threads: int) -> int:
         return sum(1 for _ in container.decode(stream))
 
 
-def _decode_limit(videos: list[Path]) -> dict:
-    """Videos/s of PyAV decoding every frame (no conversion): the best of a few thread settings, chosen on
-    a subset and then timed on every file (twice, the faster pass counts: the files are in the page cache)."""
+def _decode_setting(videos: list[Path]) -> dict:
+    """The fastest of a few decoder thread settings (PyAV decoding every frame, no conversion), chosen
+    on a subset of the files; the rounds then time every file with it."""
     settings = [("AUTO", 0), ("FRAME", 0), ("SLICE", 0), ("AUTO", 1)]
     subset = videos[: max(4, len(videos) // 4)]
     tried = {}
@@ -178,20 +181,53 @@ def _decode_limit(videos: list[Path]) -> dict:
         for v in subset:
             _decode_all(v, tt, n)
         tried[f"{tt}/{n}"] = len(subset) / (time.perf_counter() - t0)
-    best = max(tried, key=tried.get)
-    tt, n = best.split("/")
-    passes = []
-    for _ in range(2):
-        t0 = time.perf_counter()
-        for v in videos:
-            _decode_all(v, tt, int(n))
-        passes.append(len(videos) / (time.perf_counter() - t0))
-    return {"per_s": max(passes), "setting": best, "subset_per_s": tried}
+    return {"setting": max(tried, key=tried.get), "subset_per_s": tried}
+
+
+def _decode_pass(videos: list[Path], setting: str) -> float:
+    """Videos/s of one pass of PyAV decoding every frame of every file (no conversion)."""
+    tt, n = setting.split("/")
+    t0 = time.perf_counter()
+    for v in videos:
+        _decode_all(v, tt, int(n))
+    return len(videos) / (time.perf_counter() - t0)
+
+
+def _median(values: list[float]) -> float:
+    import statistics
+
+    return float(statistics.median(values))
+
+
+def _rounds(root: Path, videos: list[Path], setting: str, rounds: int) -> list[dict]:
+    """``rounds`` x (decode-only pass, prepare with 1 worker, prepare with 2 workers), the order reversed
+    every other round: a background load that changes during the run hits each measurement alike."""
+    steps = {
+        "limit": lambda: {"per_s": _decode_pass(videos, setting)},
+        "prepare_1": lambda: _measure(root, 1, real=True),
+        "prepare_2": lambda: _measure(root, 2, real=True),
+    }
+    out = []
+    for k in range(rounds):
+        rnd = {"load_start": os.getloadavg()[0]}
+        for name in list(steps) if k % 2 == 0 else list(steps)[::-1]:
+            rnd[name] = steps[name]()
+        rnd["load_end"] = os.getloadavg()[0]
+        rnd["ratio_1"] = rnd["prepare_1"]["samples_per_s"] / rnd["limit"]["per_s"]
+        rnd["speedup_2_vs_1"] = rnd["prepare_2"]["samples_per_s"] / rnd["prepare_1"]["samples_per_s"]
+        print(
+            f"round {k + 1}: limit {rnd['limit']['per_s']:.2f} videos/s, prepare 1 worker "
+            f"{rnd['prepare_1']['samples_per_s']:.2f}, 2 workers {rnd['prepare_2']['samples_per_s']:.2f} "
+            f"samples/s, ratio_1 {rnd['ratio_1']:.2f} (load {rnd['load_start']:.1f} -> {rnd['load_end']:.1f})"
+        )
+        out.append(rnd)
+    return out
 
 
 def _real_size(args: argparse.Namespace) -> None:
     from mtpkdot.data.photo_faces import make_photo_biovid
 
+    load_start = os.getloadavg()
     t0 = time.perf_counter()
     # every 6th sample has the upper face covered on the first probe frames (more probes find it)
     root = make_photo_biovid(args.data, args.subjects, args.samples_per_class, partly_every=6)
@@ -199,20 +235,18 @@ def _real_size(args: argparse.Namespace) -> None:
     print(
         f"{len(videos)} videos at 1388 x 1038 in {root} ({time.perf_counter() - t0:.0f} s to write or find)"
     )
-    limit = _decode_limit(videos)
+    best = _decode_setting(videos)
     print(
-        f"decode-only limit: {limit['per_s']:.2f} videos/s ({limit['setting']}; subset: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in limit["subset_per_s"].items())
-        + ")"
+        f"decoder setting for the limit: {best['setting']} (subset: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in best["subset_per_s"].items())
+        + " videos/s)"
     )
-    runs = {w: _measure(root, w, real=True) for w in (1, 2)}
-    for w, r in runs.items():
-        print(
-            f"prepare, {w} worker(s): {r['samples_per_s']:.2f} samples/s ({r['n']} samples, {r['seconds']:.1f} s)"
-        )
-    n = runs[1]["n"]
-    split = {k: runs[1]["stages"].get(k, 0.0) / n for k in STAGES}
-    split["other"] = runs[1]["seconds"] / n - sum(split.values())
+    rounds = _rounds(root, videos, best["setting"], args.rounds)
+    runs = {w: [r[f"prepare_{w}"] for r in rounds] for w in (1, 2)}
+    n = runs[1][0]["n"]
+    # per stage: the median over the rounds of the 1-worker run's seconds per sample
+    split = {k: _median([r["stages"].get(k, 0.0) / n for r in runs[1]]) for k in STAGES}
+    split["other"] = _median([r["seconds"] / n for r in runs[1]]) - sum(split.values())
     print("per sample (1 worker): " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in split.items()))
     res = {
         "settings": {
@@ -222,19 +256,26 @@ def _real_size(args: argparse.Namespace) -> None:
             "fps": 25,
             "seconds": 5.5,
             "codec": "H.264 (libx264 superfast, crf 23)",
+            "rounds": args.rounds,
+            "cpus": len(os.sched_getaffinity(0)),
         },
-        "decode_limit_per_s": limit["per_s"],
-        "decode_limit_setting": limit["setting"],
-        "decode_limit_subset_per_s": limit["subset_per_s"],
-        "prepare_per_s_1": runs[1]["samples_per_s"],
-        "prepare_per_s_2": runs[2]["samples_per_s"],
-        "ratio_1": runs[1]["samples_per_s"] / limit["per_s"],
-        "speedup_2_vs_1": runs[2]["samples_per_s"] / runs[1]["samples_per_s"],
+        "load_average_start": list(load_start),
+        "decode_limit_per_s": _median([r["limit"]["per_s"] for r in rounds]),
+        "decode_limit_setting": best["setting"],
+        "decode_limit_subset_per_s": best["subset_per_s"],
+        # prepare's own decoder setting: 1 worker lets FFmpeg choose, N workers get cores / N threads each
+        "prepare_decoder_setting": {"1": "AUTO/0", "2": f"AUTO/{max(1, len(os.sched_getaffinity(0)) // 2)}"},
+        "prepare_per_s_1": _median([r["samples_per_s"] for r in runs[1]]),
+        "prepare_per_s_2": _median([r["samples_per_s"] for r in runs[2]]),
+        "ratio_1": _median([r["ratio_1"] for r in rounds]),
+        "speedup_2_vs_1": _median([r["speedup_2_vs_1"] for r in rounds]),
         "split": split,
-        "peak_mb": {w: r["peak_mb"] for w, r in runs.items()},
+        "peak_mb": {w: max(r["peak_mb"] for r in rs) for w, rs in runs.items()},
+        "rounds": rounds,
     }
     if args.levers:
         res["levers_ms_per_sample"] = _levers(videos[:12])
+        res["face_levers_ms_per_sample"] = _face_levers(videos[:12])
     if args.baseline_src:
         base = {w: _measure(root, w, real=True, src=args.baseline_src) for w in (1, 2)}
         res["baseline"] = {
@@ -245,8 +286,11 @@ def _real_size(args: argparse.Namespace) -> None:
             f"baseline {args.baseline_src}: "
             + ", ".join(f"{w} worker(s) {r['samples_per_s']:.2f} samples/s" for w, r in base.items())
         )
+    res["load_average_end"] = list(os.getloadavg())
     print(
-        f"ratio_1 = {res['ratio_1']:.2f} (target >= 0.8); 2 workers / 1 worker = {res['speedup_2_vs_1']:.2f}"
+        f"ratio_1 = {res['ratio_1']:.2f} (median of {args.rounds} rounds; target >= 0.8); "
+        f"2 workers / 1 worker = {res['speedup_2_vs_1']:.2f}; load average "
+        f"{load_start[0]:.1f} -> {res['load_average_end'][0]:.1f}"
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -308,6 +352,78 @@ def _levers(videos: list[Path]) -> dict:
     for name, (wall, cpu) in best.items():
         print(f"lever: {wall:6.1f} ms wall, {cpu:6.1f} ms CPU per sample  {name}")
     return {name: {"wall_ms": w, "cpu_ms": c} for name, (w, c) in best.items()}
+
+
+def _face_levers(videos: list[Path]) -> dict:
+    """The face stage alone (probe frames -> face box) on frames decoded beforehand, with and without each
+    lever, interleaved in one process, best of 3 rounds: wall and CPU ms per sample. Tried and not kept:
+    probe frames shrunk by swscale before the detector (no full-size RGB); it moves the boxes a little,
+    and the largest change of a crop square (pixels) and the samples whose face is found by one only are
+    reported."""
+    import cv2
+    import numpy as np
+
+    from mtpkdot.signals import NoFaceError
+    from mtpkdot.signals import video as V
+
+    det = V.get_face_detector("haar")
+    clips = [V.decode_frames(v, pick=lambda n, fps: V.tsn_indices(n, 10), as_frames=True)[0] for v in videos]
+
+    def probe_box(frames: list, detect) -> tuple | None:  # face_box's probe rule with any frame detector
+        probes = np.unique(np.linspace(0, len(frames) - 1, num=3).round().astype(int))
+        rest = [i for i in range(len(frames)) if i not in set(probes.tolist())]
+        for picks, needed in ((probes, 1), (rest, 2)):
+            found = [detect(frames[i]) for i in picks]
+            boxes = [max(f, key=lambda b: b[2] * b[3]) for f in found if len(f)]
+            if len(boxes) >= needed:
+                return tuple(np.median(np.asarray(boxes, dtype=float), axis=0))
+        return None
+
+    def shrunk_detect(frame) -> list:
+        w, h = 320, int(round(frame.height * 320 / frame.width))
+        rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_ndarray()
+        return [tuple(v * frame.width / w for v in b) for b in det(rgb)]
+
+    def kept(frames: list) -> tuple | None:
+        try:
+            return V.face_box(frames, det)
+        except NoFaceError:
+            return None
+
+    cores = len(os.sched_getaffinity(0))
+    variants = {
+        "face_box (kept), OpenCV 1 thread": (kept, 1),
+        f"face_box (kept), OpenCV {cores} threads (1 worker on {cores} cores)": (kept, cores),
+        "probe frames shrunk by swscale (not kept), OpenCV 1 thread": (
+            functools.partial(probe_box, detect=shrunk_detect),
+            1,
+        ),
+    }
+    best = {k: [1e9, 1e9] for k in variants}
+    boxes: dict[str, list] = {}
+    for _ in range(3):
+        for name, (fn, threads) in variants.items():
+            cv2.setNumThreads(threads)
+            w0, c0 = time.perf_counter(), time.process_time()
+            boxes[name] = [fn(c) for c in clips]
+            wall, cpu = (time.perf_counter() - w0) / len(clips), (time.process_time() - c0) / len(clips)
+            best[name] = [min(best[name][0], 1000 * wall), min(best[name][1], 1000 * cpu)]
+    cv2.setNumThreads(cores)
+    names = list(variants)
+    assert boxes[names[0]] == boxes[names[1]], "OpenCV threads changed a face box"
+    old, new = boxes[names[0]], boxes[names[2]]
+    one_only = sum((o is None) != (n is None) for o, n in zip(old, new, strict=True))
+    squares = [
+        (V.crop_square(o, 1038, 1388), V.crop_square(n, 1038, 1388))
+        for o, n in zip(old, new, strict=True)
+        if o is not None and n is not None
+    ]
+    diff = max((max(abs(a - b) for a, b in zip(*sq, strict=True)) for sq in squares), default=0)
+    for name, (wall, cpu) in best.items():
+        print(f"face lever: {wall:6.1f} ms wall, {cpu:6.1f} ms CPU per sample  {name}")
+    print(f"face lever: shrunk probe frames move crop squares by up to {diff} px; {one_only} samples differ")
+    out = {name: {"wall_ms": w, "cpu_ms": c} for name, (w, c) in best.items()}
+    return {**out, "shrunk_max_crop_change_px": diff, "shrunk_samples_found_by_one_only": one_only}
 
 
 def _with_threads(fn, threads: int, path: Path):

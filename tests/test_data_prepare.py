@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -338,3 +340,34 @@ def test_each_kind_has_a_handler() -> None:
 
     kinds = get_args(ModalityConfig.model_fields["kind"].annotation)
     assert set(prep._KINDS) == set(kinds)
+
+
+def test_worker_threads_share_the_cores(biovid: Path, monkeypatch) -> None:
+    # one worker lets the decoder and OpenCV use every core; N workers give each cores / N threads
+    cv2 = pytest.importorskip("cv2")
+    from mtpkdot.signals import video
+
+    monkeypatch.setattr(prep, "_cpu_count", lambda: 4)
+    monkeypatch.setattr(video, "DECODER_THREADS", video.DECODER_THREADS)
+    old = cv2.getNumThreads()
+    try:
+        prep._init_worker(_cfg(biovid), False)
+        assert (video.DECODER_THREADS, cv2.getNumThreads()) == (0, 4)
+        prep._init_worker(_cfg(biovid), False, 2)
+        assert (video.DECODER_THREADS, cv2.getNumThreads()) == (2, 2)
+    finally:
+        cv2.setNumThreads(old)
+
+
+def test_flushing_the_store_counts_as_write(tmp_path: Path, biovid: Path, monkeypatch) -> None:
+    # the benchmark's split: time spent syncing the memory-mapped arrays is "write", not "other"
+    real_flush = prep._flush
+
+    def slow_flush(job) -> None:
+        time.sleep(0.05)
+        real_flush(job)
+
+    monkeypatch.setattr(prep, "_flush", slow_flush)
+    monkeypatch.setattr(prep, "STAGE_SECONDS", defaultdict(float))
+    prepare(_cfg(biovid), tmp_path / "s", workers=1, progress=False)
+    assert prep.STAGE_SECONDS["write"] >= 0.05

@@ -461,7 +461,8 @@ def _init_worker(data_cfg: Any, sequence: bool, decoder_threads: int = 0) -> Non
 
     from mtpkdot.signals import video
 
-    cv2.setNumThreads(1)
+    # OpenCV (face detection, resize) gets this worker's share of the cores, as the decoder does
+    cv2.setNumThreads(decoder_threads or _cpu_count())
     video.DECODER_THREADS = decoder_threads
     _WORKER.update(data_cfg=data_cfg, sequence=sequence)
 
@@ -664,10 +665,12 @@ def _run(job: _Job, items: list[tuple[int, dict[str, Any]]], desc: str, final: b
                 else:
                     job.status[i] = _failure_code(job, i, str(err), code, final)
             if time.monotonic() - last_flush > FLUSH_SECONDS:
-                _flush(job)
+                with _timed("write"):
+                    _flush(job)
                 last_flush = time.monotonic()
     finally:
-        _flush(job)
+        with _timed("write"):
+            _flush(job)
         bar.close()
         results.close()
 
