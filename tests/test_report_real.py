@@ -122,6 +122,6 @@ def test_sweep_cli_with_the_real_pipeline(tmp_path):
         "anchors-3_batch_size-4",
         "anchors-3_batch_size-8",
     }
-    assert set(done["method"]) == {"none", "mtpkdot", "teacher"}
+    assert set(done["method"]) == {"lower_bound", "none", "mtpkdot", "teacher"}
     assert (out / "anchors-2_batch_size-8" / "report.md").is_file()
     assert (out / "figures" / "fig7_sweep.png").is_file()
