@@ -203,7 +203,15 @@ def _invalidated(run_dir: Path, first: list[str], change: list[str]) -> set[str]
     return out
 
 
-AFTER_BACKBONES = {"features", "teacher", "tnet", "adapters", "lower_bound", "student_none", "student_mtpkdot"}
+AFTER_BACKBONES = {
+    "features",
+    "teacher",
+    "tnet",
+    "adapters",
+    "lower_bound",
+    "student_none",
+    "student_mtpkdot",
+}
 
 
 def test_off_is_the_graph_of_before(tmp_path):
