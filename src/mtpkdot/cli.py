@@ -8,6 +8,7 @@ their functions (they are imported while this module loads).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -121,6 +122,11 @@ def comma_list(text: str | None, option: str, item: Callable[[str], T] = str) ->
     except ValueError:
         kind = {int: "integers", float: "numbers"}.get(item, "values")  # type: ignore[call-overload]
         raise typer.BadParameter(f"{option} must be comma-separated {kind}, got {text!r}") from None
+
+
+def log_to_stderr() -> None:
+    """Show the library's ``logging`` messages (INFO and up) on stderr, once, as ``mtpkdot: ...``."""
+    logging.basicConfig(level=logging.INFO, format="mtpkdot: %(message)s")
 
 
 def _register_subcommands() -> None:

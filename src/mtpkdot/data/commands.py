@@ -168,9 +168,11 @@ def prepare_cmd(
     ),
 ) -> None:
     """Decode every sample once into a store of fixed-shape arrays (resumable; re-running does no work)."""
-    from mtpkdot.cli import user_errors
+    from mtpkdot.cli import log_to_stderr, user_errors
     from mtpkdot.config import load_config
     from mtpkdot.data.prepare import prepare
+
+    log_to_stderr()
     from mtpkdot.layout import default_run_dir, store_dir
 
     with user_errors(code=1):  # ConfigError and SampleError are ValueErrors

@@ -26,9 +26,9 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -44,6 +44,8 @@ from mtpkdot.signals.errors import NoFaceError, SampleError
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 # fields of ModalityConfig that only concern the encoder, not the prepared arrays
 _ENCODER_FIELDS = {"backbone", "backbone_kwargs", "feature_dim", "weights", "train"}
@@ -577,7 +579,7 @@ def prepare(
     done = store_dir / "done"
     if done.is_file() and done.read_text().strip() == key:
         if progress:
-            print(f"store {store_dir} is up to date ({len(Store(store_dir))} samples)", file=sys.stderr)
+            log.info("store %s is up to date (%d samples)", store_dir, len(Store(store_dir)))
         return Store(store_dir)
     job = _Job(store_dir, data_cfg, manifest, key, int(workers or data_cfg.workers), strict, progress)
     job.rows = manifest.to_dict("records")
@@ -823,7 +825,7 @@ def _finish(job: _Job) -> Store:
             msg += f"; {fallback} cropped with their subject's face box ({FALLBACK_REASON})"
         if len(ok) < n:
             msg += f"; {n - len(ok)} failed (reasons in {store_dir / 'prepare_report.csv'})"
-        print(msg, file=sys.stderr)
+        log.info(msg)
     return Store(store_dir)
 
 

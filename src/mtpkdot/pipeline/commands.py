@@ -13,11 +13,6 @@ from mtpkdot.layout import RunLayout, default_run_dir
 log = logging.getLogger(__name__)
 
 
-def log_to_stderr() -> None:
-    """Show the library's ``logging`` messages (INFO and up) on stderr, once, as ``mtpkdot: ...``."""
-    logging.basicConfig(level=logging.INFO, format="mtpkdot: %(message)s")
-
-
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_cmd(
@@ -146,7 +141,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a grid of experiments (one run dir per point, resumable) and write the sweep report
         (Fig. 7: metric vs batch size x anchors; Table VI when centroid is on the grid)."""
-        from mtpkdot.cli import comma_list
+        from mtpkdot.cli import comma_list, log_to_stderr
         from mtpkdot.config import ConfigError
         from mtpkdot.pipeline.sweep import parse_grid, plan_sweep, run_sweep
         from mtpkdot.report.sweep import write_sweep_report
@@ -177,7 +172,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _run_and_report(cfg, run_dir: Path, folds, methods, seeds, device, amp) -> None:  # noqa: ANN001
-    from mtpkdot.cli import comma_list, user_errors
+    from mtpkdot.cli import comma_list, log_to_stderr, user_errors
 
     log_to_stderr()
     from mtpkdot.pipeline.experiment import run_experiment
