@@ -15,7 +15,8 @@ from torch import nn
 
 from mtpkdot.config import ConfigError, load_config
 from mtpkdot.engine import StageInterrupted, fit, index_batches, make_generator, run_epoch, seed_everything
-from mtpkdot.engine.loop import INTERRUPT_ENV, TENSORBOARD_DIR, _write_metrics
+from mtpkdot.engine.loop import INTERRUPT_ENV, _write_metrics
+from mtpkdot.layout import TENSORBOARD as TENSORBOARD_DIR
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402

@@ -28,6 +28,7 @@ DONE = "done"
 BEST = "best.pt"
 LAST = "last.pt"
 METRICS = "metrics.csv"
+TENSORBOARD = "tensorboard"  # with `tensorboard: true`: the stage's event files (one TensorBoard run)
 TEST = "test.json"
 # artefacts one stage writes and the report, export or a later stage reads
 FEATURE_META = "meta.json"  # in features/: the backbone checkpoint hash of each cached modality

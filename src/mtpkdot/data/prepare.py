@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 from mtpkdot.atomic import atomic_write_csv, atomic_write_text
 from mtpkdot.data.manifest import path_column, read_manifest, task_spec
 from mtpkdot.data.store import Store
+from mtpkdot.layout import default_run_dir
+from mtpkdot.layout import store_dir as store_dir_of
 from mtpkdot.signals.errors import NoFaceError, SampleError
 
 if TYPE_CHECKING:
@@ -521,10 +523,9 @@ def _wipe(store_dir: Path) -> None:
 
 
 def default_store_dir(cfg: Any) -> Path:
+    """The store when no folder is given: the run layout's rule for the config's default run dir."""
     data_cfg = cfg.data if hasattr(cfg, "data") else cfg
-    if data_cfg.store is not None:
-        return Path(data_cfg.store)
-    return Path("runs") / getattr(cfg, "name", "experiment") / "store"
+    return store_dir_of(data_cfg.store, default_run_dir(getattr(cfg, "name", "experiment")))
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
-import importlib.util
 import io
 import math
 import os
@@ -169,10 +168,6 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-TENSORBOARD_DIR = "tensorboard"
-"""Folder of a stage's TensorBoard events, inside the stage folder: one TensorBoard run per stage."""
-
-
 def _tensorboard_tag(column: str) -> str:
     """``train_total`` -> ``train/total`` (TensorBoard groups tags by their first part); ``lr`` stays."""
     return column.replace("_", "/", 1)
@@ -204,8 +199,10 @@ def _tensorboard_sink(
 
 
 def _check_tensorboard() -> None:
-    if importlib.util.find_spec("tensorboard") is None:
-        raise ValueError("tensorboard=True needs the tensorboard package: pip install mtpkdot[tensorboard]")
+    from mtpkdot.config import TENSORBOARD_MISSING, tensorboard_available
+
+    if not tensorboard_available():
+        raise ValueError(TENSORBOARD_MISSING)
 
 
 def _module_states(modules: Mapping[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
@@ -293,7 +290,7 @@ def fit(
         total=epochs, initial=start - 1, desc=stage, unit="ep", leave=False, disable=not (show and write)
     )
     epoch = start - 1
-    tb_dir = stage_dir / TENSORBOARD_DIR if tensorboard and write and start <= epochs else None
+    tb_dir = stage_dir / layout.TENSORBOARD if tensorboard and write and start <= epochs else None
     log_scalars, close_scalars = _tensorboard_sink(tb_dir, history)
     for epoch in range(start, epochs + 1):
         row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
