@@ -276,3 +276,12 @@ def test_a_subject_in_two_folds_of_a_partition_is_flagged(tmp_path):
         "WARNING: subjects appear in more than one fold (1 in folds_seed1.csv)"
         in (path / "report.md").read_text()
     )
+
+
+def test_run_directory_is_shown_relative_to_the_current_folder(tmp_path, monkeypatch):
+    path = make_fake_run(tmp_path / "runs" / "rel", seeds=(0,), folds=2, snapshots=False, tsne=False)
+    monkeypatch.chdir(tmp_path)
+    write_report(path.resolve())
+    text = (path / "report.md").read_text()
+    assert "**Run directory:** `runs/rel`" in text
+    assert str(tmp_path) not in text

@@ -50,6 +50,15 @@ def _get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
     return node
 
 
+def _shown(path: Path) -> Path:
+    """``path`` relative to the current folder when it lies below it: a report committed with its
+    results must not name the folders of the machine that made it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def _subject_check(run: RunDir) -> str:
     """Check every persisted partition (``folds_seed<s>.csv`` per seed, or one ``folds.csv``)."""
     paths = run.layout.folds_files()
@@ -113,7 +122,7 @@ def setup_blocks(run: RunDir, cfg: dict[str, Any], summary: pd.DataFrame | None)
         n_folds_done = 0
     low = _get(cfg, "protocol.train_subjects", None)
     items = [
-        f"**Run directory:** `{run.path}`",
+        f"**Run directory:** `{_shown(run.path)}`",
         f"**Dataset:** `{_get(cfg, 'data.dataset', 'not recorded')}`, task `{_get(cfg, 'data.task', '?')}`",
         f"**Prevalent modality (train and test):** {describe(_get(cfg, 'data.prevalent', []) or [])}",
         f"**Privileged modality (training only):** {describe(_get(cfg, 'data.privileged', []) or [])}",
