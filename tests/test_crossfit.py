@@ -20,13 +20,13 @@ from tests.test_pipeline_run import tiny_overrides
 
 from mtpkdot.config import ConfigError, load_config
 from mtpkdot.data.store import Store
-from mtpkdot.engine.checkpoint import ConfigMismatchError
 from mtpkdot.engine.loop import INTERRUPT_ENV
 from mtpkdot.pipeline import runner, stages
 from mtpkdot.pipeline.context import FoldContext
 from mtpkdot.pipeline.experiment import run_experiment
 from mtpkdot.pipeline.graph import shareable, stage_names
 from mtpkdot.pipeline.inputs import Normalizer
+from stagegraph import invalidated
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 2
@@ -189,18 +189,7 @@ METHODS = ["none", "mtpkdot"]
 
 
 def _invalidated(run_dir: Path, first: list[str], change: list[str]) -> set[str]:
-    """Stages whose stored section no longer matches after ``change`` (the resume check)."""
-    a = _ctx(run_dir, first)
-    for name in stage_names(a.order, METHODS, a.cfg.features.crossfit):
-        assert not a.is_done(name)
-    b = _ctx(run_dir, change)
-    out = set()
-    for name in stage_names(b.order, METHODS, b.cfg.features.crossfit):
-        try:
-            b.is_done(name)
-        except ConfigMismatchError:
-            out.add(name)
-    return out
+    return invalidated(lambda o: _ctx(run_dir, o), first, change, METHODS)
 
 
 AFTER_BACKBONES = {

@@ -11,9 +11,9 @@ import torch
 from typer.testing import CliRunner
 
 from mtpkdot.config import load_config
-from mtpkdot.engine.checkpoint import ConfigMismatchError
 from mtpkdot.pipeline.context import FoldContext
 from mtpkdot.pipeline.graph import STAGES, stage_names
+from stagegraph import invalidated
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["none", "mtpkdot"]
@@ -30,18 +30,7 @@ def _names(ctx: FoldContext, methods: list[str]) -> list[str]:
 
 
 def _invalidated(tmp_path: Path, change: list[str], methods: list[str] = METHODS) -> set[str]:
-    """Stages whose stored config section no longer matches after ``change`` (the resume check)."""
-    first = _ctx(tmp_path, [])
-    for name in _names(first, METHODS):
-        assert not first.is_done(name)  # writes each stage's config.yaml, as a started run does
-    changed = _ctx(tmp_path, change)
-    out = set()
-    for name in _names(changed, methods):
-        try:
-            changed.is_done(name)
-        except ConfigMismatchError:
-            out.add(name)
-    return out
+    return invalidated(lambda o: _ctx(tmp_path, o), [], change, METHODS, methods)
 
 
 EVERY = {
