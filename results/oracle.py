@@ -8,7 +8,11 @@ epoch on the fold's validation subjects and are tested once on its test subjects
 (``<out>/oracle.json``) the test accuracy per fold, mean +- std over folds, and the paired difference
 oracle - lower bound.
 
-    python results/oracle.py --out /tmp/oracle            # shared 0 and 1, 5 folds, seed 0
+    python results/oracle.py --out /tmp/oracle            # shared 0 and 1, 5 folds x 3 seeds
+    python results/oracle.py --out /tmp/o1 --shared 1 --set data.synthetic.subjects=40
+
+Seed s is partition s, as in a run (repeated cross-validation); the paired differences are tested with
+the corrected resampled t-test of :mod:`mtpkdot.report.stats` (the report's leading test).
 
 The latent is recomputed from the generator (:func:`mtpkdot.data.synthetic.biovid_latent`), so the
 dataset files are the ones ``mtpkdot synth`` writes (no extra file).
@@ -35,6 +39,7 @@ from mtpkdot.data.synthetic import BIOVID_INTENSITY, biovid_latent, ensure_gener
 from mtpkdot.engine.seed import derive_seed, make_generator, seed_everything
 from mtpkdot.models import LinearHead, build_backbone
 from mtpkdot.pipeline.inputs import Normalizer, backbone_kwargs
+from mtpkdot.report.stats import corrected_t_test, format_p
 
 
 def latents(root: Path, manifest: pd.DataFrame, seed: int, shared: float) -> np.ndarray:
@@ -106,30 +111,40 @@ def train_one(store, split, labels, z, mc, seed, fold, aux_weight):  # noqa: ANN
 
 
 def run_world(out: Path, shared: float, args: argparse.Namespace) -> dict:  # noqa: ANN201
-    cfg = load_config(
-        shipped_configs()["demo"],
-        [f"data.root={out / f'data_shared{shared:g}'}", f"data.synthetic.shared={shared}"],
-    )
+    sets = [f"data.root={out / f'data_shared{shared:g}'}", f"data.synthetic.shared={shared}", *args.set]
+    cfg = load_config(shipped_configs()["demo"], sets)
     ensure_generated(cfg.data, "biovid")
     store = prepare(cfg, out / f"store_shared{shared:g}", workers=1, progress=False)
-    folds = make_folds(store.manifest, "kfold", n_folds=args.folds, seed=args.seed)
     z = latents(Path(cfg.data.root), store.manifest, cfg.data.synthetic.seed, shared)
     labels, mc = np.asarray(store.labels), cfg.data.modalities["video"]
-    res: dict[str, list[float]] = {"lower_bound": [], "oracle": []}
-    for k in range(args.folds):
-        split = fold_indices(store, folds, k, val_share=cfg.protocol.val_subjects, seed=args.seed)
-        res["lower_bound"].append(train_one(store, split, labels, z, mc, args.seed, k, 0.0))
-        res["oracle"].append(train_one(store, split, labels, z, mc, args.seed, k, args.aux_weight))
-        print(
-            f"shared={shared:g} fold {k}: lower_bound {res['lower_bound'][-1]:.1f}  oracle {res['oracle'][-1]:.1f}"
-        )
+    keys = ("seed", "fold", "lower_bound", "oracle", "n_train", "n_test")
+    res: dict[str, list] = {k: [] for k in keys}
+    for seed in args.seeds:
+        folds = make_folds(store.manifest, "kfold", n_folds=args.folds, seed=seed)
+        for k in range(args.folds):
+            split = fold_indices(store, folds, k, val_share=cfg.protocol.val_subjects, seed=seed)
+            lb = train_one(store, split, labels, z, mc, seed, k, 0.0)
+            orc = train_one(store, split, labels, z, mc, seed, k, args.aux_weight)
+            n_train = len(split["train"]) + len(split["val"])
+            for key, v in zip(keys, (seed, k + 1, lb, orc, n_train, len(split["test"])), strict=True):
+                res[key].append(v)
+            print(
+                f"shared={shared:g} seed {seed} fold {k + 1}: lower_bound {lb:.1f}  oracle {orc:.1f}",
+                flush=True,
+            )
     return res
 
 
-def summary(res: dict[str, list[float]]) -> dict[str, str]:
-    diff = np.asarray(res["oracle"]) - np.asarray(res["lower_bound"])
-    rows = {m: np.asarray(v) for m, v in res.items()} | {"oracle - lower_bound": diff}
-    return {m: f"{v.mean():.1f} +- {v.std(ddof=1):.1f}" for m, v in rows.items()}
+def summary(res: dict[str, list]) -> dict[str, str]:
+    lb, orc = np.asarray(res["lower_bound"]), np.asarray(res["oracle"])
+    out = {m: f"{v.mean():.1f} +- {v.std(ddof=1):.1f}" for m, v in (("lower_bound", lb), ("oracle", orc))}
+    ratio = float(np.mean(res["n_test"]) / np.mean(res["n_train"]))
+    t = corrected_t_test(orc - lb, ratio)
+    out["oracle - lower_bound"] = (
+        f"{t.mean:+.1f} [{t.ci_low:+.1f}, {t.ci_high:+.1f}] (95 % interval, corrected t), p {format_p(t.p)}, "
+        f"oracle ahead in {(orc > lb).sum()} of {len(lb)} folds ({(orc == lb).sum()} ties)"
+    )
+    return out
 
 
 def main() -> None:
@@ -137,7 +152,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="work folder (data, stores, oracle.json)")
     ap.add_argument("--shared", default="0,1", help="comma list of data.synthetic.shared values")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0, help="folds, initial weights, batch order")
+    ap.add_argument(
+        "--seeds",
+        default="0,1,2",
+        type=lambda v: [int(x) for x in v.split(",")],
+        help="comma list: partition, initial weights and batch order of each repetition",
+    )
+    ap.add_argument(
+        "--set", action="append", default=[], help="config override of the demo config (repeatable)"
+    )
     ap.add_argument("--aux-weight", type=float, default=1.0, help="weight of the latent's MSE (oracle)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

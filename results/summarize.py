@@ -1,89 +1,149 @@
-"""Write results/README.md: one table over the published settings, with paired tests, from summary.csv files.
+"""Write results/README.md: one table per published setting, with the paired tests of repeated CV.
 
-    python results/summarize.py [RUNS_DIR]      (default runs/published, as results/make_results.sh writes)
+    python results/summarize.py [RESULTS_DIR]      (default: results, as results/make_results.sh fills it)
 
-Each setting's full report (tables, Wilcoxon tests, sentences, figures) is results/<setting>/report.md.
+Reads ``<RESULTS_DIR>/<setting>/summary.csv`` of every setting of ``results/make_results.sh`` that has
+one. Per setting: each method's mean +- std over the (seed, fold) results, and against the lower bound
+(L), the student without distillation (N) and PKDOT (P) the mean paired difference with its 95 %
+interval and the p of the corrected resampled t-test (Nadeau & Bengio 2003; the reports' leading test,
+see docs/pipeline.md). n2/n1 is the design ratio 1/(K-1): exact here, since every setting has equal
+subject folds and counts validation subjects as training. Then, over settings: the gap closed by the
+best student, and in the null world (``shared0``) the share of comparisons that reach p < 0.05.
+Each setting's full report (every test, sentences, figures) is results/<setting>/report.md.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
-from mtpkdot.report.stats import paired_test
-from mtpkdot.report.tables import aggregate, format_mean_std, markdown_table, read_summary
+import pandas as pd
+
+from mtpkdot.report.stats import CVComparison
+from mtpkdot.report.tables import (
+    ALPHA,
+    aggregate,
+    comparisons,
+    fmt,
+    format_mean_std,
+    markdown_table,
+    ordered_methods,
+    read_summary,
+    table_metrics,
+)
 
 SETTINGS = {
-    "sew": "SEW: EDA (privileged) stronger than video",
+    "shared0": "known-answer world, shared 0: EDA independent of the video given the label (truth: no gain)",
+    "shared1": "known-answer world, shared 1: the video faintly shows what the EDA teacher encodes",
+    "shared1_finetune": "shared1, the student's video backbone fine-tuned",
+    "shared1_crossfit": "shared1, cross-fitted teacher-side features (K = 3)",
     "wes": "WES: video stronger than EDA (privileged)",
     "lowdata": "SEW, 8 training subjects per fold",
-    "finetune": "SEW, student backbone fine-tuned",
+    "affwild2": "Affwild2-like: valence/arousal, video + audio (privileged), joint cross-attention",
+    "physio": "physiological student: EMG (prevalent), video (privileged), reverse T-Net",
 }
-METHODS = {
-    "lower_bound": "lower_bound (video alone: the stage-1 video model)",
-    "none": "none (student without distillation: T-Net hallucination only)",
-    "cosine": "cosine",
-    "mse": "mse",
-    "kl": "kl",
-    "pkdot": "pkdot",
-    "mtpkdot": "mtpkdot",
-    "teacher": "teacher (upper bound, video + EDA)",
-}
-METRIC = "accuracy"
+REFS = {"lower_bound": "L", "none": "N", "pkdot": "P"}
+DISTILLED = ("cosine", "mse", "kl", "pkdot", "mtpkdot")
 
 
-def cell(summary, agg, method: str) -> str:
-    row = agg[(agg["method"] == method) & (agg["metric"] == METRIC)]
-    if row.empty:
+def versus(test: CVComparison | None, metric: str) -> str:
+    if test is None or not test.ok:
         return "-"
-    r = row.iloc[0]
-    text = format_mean_std(r["mean"], r["std"], METRIC)
-    marks = []
-    present = set(summary["method"])
-    # runs made before the lower_bound row existed compared with none; it is no lower bound (issue 12)
-    low = "lower_bound" if "lower_bound" in present else "none"
-    refs = (
-        [(low, "L"), ("none", "N"), ("pkdot", "P")] if low == "lower_bound" else [(low, "L"), ("pkdot", "P")]
+    t = test.t
+    return (
+        f"{t.mean:+.{2 if metric != 'accuracy' else 1}f} "
+        f"[{t.ci_low:+.{2 if metric != 'accuracy' else 1}f}, {t.ci_high:+.{2 if metric != 'accuracy' else 1}f}],"
+        f" p {test.describe_p()}"
     )
-    for ref, sign in refs:
-        if method in (ref, "teacher", low) or ref not in present:
+
+
+def setting_table(summary: pd.DataFrame) -> str:
+    tests, agg, blocks = comparisons(summary), aggregate(summary), []
+    present = set(summary["method"])
+    refs = [r for r in REFS if r in present]
+    for metric in table_metrics(summary):
+        headers = ["method", f"{metric} (n)"] + [f"vs {r} ({REFS[r]}): Δ [95 % CI], p" for r in refs]
+        rows = []
+        for m in ordered_methods(summary):
+            r = agg[(agg["method"] == m) & (agg["metric"] == metric)].iloc[0]
+            cells = [m, f"{format_mean_std(r['mean'], r['std'], metric)} ({int(r['n'])})"]
+            cells += [versus(tests.get((m, ref, metric)), metric) for ref in refs]
+            rows.append(cells)
+        blocks.append(markdown_table(headers, rows))
+    return "\n\n".join(blocks)
+
+
+def gap_closed(summary: pd.DataFrame) -> list[str]:
+    """(best student - lower_bound) / (teacher - lower_bound) per metric, the best student by mean."""
+    agg, out = aggregate(summary), []
+    for metric in table_metrics(summary):
+        mean = agg[agg["metric"] == metric].set_index("method")["mean"]
+        if not {"lower_bound", "teacher"} <= set(mean.index):
             continue
-        t = paired_test(summary, method, ref, METRIC)
-        if t.ok:
-            marks.append(f"{sign} {t.mean_diff:+.1f}, p={t.p:.2f}")
-    return text + (f" <sub>({'; '.join(marks)})</sub>" if marks else "")
+        students = [m for m in ("none", *DISTILLED) if m in mean.index]
+        best = max(students, key=lambda m: mean[m])
+        span = mean["teacher"] - mean["lower_bound"]
+        share = (mean[best] - mean["lower_bound"]) / span if span else math.nan
+        out.append(
+            f"{metric}: best student {best} {fmt(mean[best], metric)}, lower bound "
+            f"{fmt(mean['lower_bound'], metric)}, teacher {fmt(mean['teacher'], metric)}: gap closed "
+            f"{share * 100:+.0f} %"
+        )
+    return out
+
+
+def false_positives(summary: pd.DataFrame) -> str:
+    """How many comparisons of a privileged-information student reach p < ALPHA (null world)."""
+    tests = [
+        t
+        for (m, ref, _), t in comparisons(summary).items()
+        if m in ("none", *DISTILLED) and ref in REFS and t.ok
+    ]
+    t_hits = sum(t.p < ALPHA for t in tests)
+    w_hits = sum((not math.isnan(t.p_wilcoxon)) and t.p_wilcoxon < ALPHA for t in tests)
+    return (
+        f"{t_hits} of {len(tests)} comparisons reach p < {ALPHA:g} with the corrected t-test "
+        f"({t_hits / len(tests) * 100:.0f} %); Wilcoxon on the 3 seed means: {w_hits} of {len(tests)} "
+        "(its smallest possible two-sided p with 3 seeds is 0.25)"
+    )
 
 
 def main() -> None:
-    runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/published")
-    found = {s: runs / s / "summary.csv" for s in SETTINGS if (runs / s / "summary.csv").is_file()}
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "results")
+    found = {s: root / s / "summary.csv" for s in SETTINGS if (root / s / "summary.csv").is_file()}
     if not found:
-        raise SystemExit(f"no summary.csv under {runs}/<setting>/: run results/make_results.sh first")
-    summaries = {s: read_summary(p) for s, p in found.items()}
-    aggs = {s: aggregate(df) for s, df in summaries.items()}
-    n = {s: len(df[["seed", "fold"]].drop_duplicates()) for s, df in summaries.items()}
-    headers = ["method"] + [f"{s} (n={n[s]})" for s in found]
-    rows = [[label] + [cell(summaries[s], aggs[s], m) for s in found] for m, label in METHODS.items()]
-    lines = [
-        "# Published results (synthetic Biovid layout)",
-        "",
-        "Made by `bash results/make_results.sh` (the settings are described at its top), summarised by",
-        "`python results/summarize.py`. Test accuracy (%) on held-out subjects, mean ± std over 5 subject-wise",
-        "folds x 3 seeds (n = number of (seed, fold) results). In brackets: the mean paired difference and the",
-        "two-sided Wilcoxon signed-rank p against the lower bound (L: `lower_bound`, the video model alone; in",
-        "runs made before that row existed, `none`), against the student without distillation (N: `none`) and",
-        "against PKDOT (P), pairs matched on (seed, fold).",
-        "",
-        "| setting | what it is |",
-        "|---|---|",
-        *[f"| {s} | {SETTINGS[s]} ([report]({s}/report.md)) |" for s in found],
-        "",
-        markdown_table(headers, rows),
-        "",
+        sys.exit(f"no <setting>/summary.csv under {root} (settings: {', '.join(SETTINGS)})")
+    parts = [
+        "# Published results (synthetic data)\n",
+        "Made by `bash results/make_results.sh SETTING` (settings and sizes at its top), summarised by "
+        "`python results/summarize.py`. Mean ± std over 5 subject-wise folds x 3 seeds (seed s = partition "
+        "s: repeated cross-validation; n = (seed, fold) results). Against the lower bound (L: prevalent "
+        "modalities alone), the student without distillation (N: T-Net hallucination only) and PKDOT "
+        "(P): the mean paired difference, its 95 % interval and the p of the corrected resampled t-test "
+        "(Nadeau & Bengio 2003; n2/n1 = 1/4, the design ratio, exact for these equal folds). Every "
+        "student of a (seed, fold) shares its initial weights and batch order (common random numbers).\n",
     ]
-    out = Path(__file__).with_name("README.md")
-    out.write_text("\n".join(lines))
-    print(out.read_text())
+    summaries = {s: read_summary(p) for s, p in found.items()}
+    for name, summary in summaries.items():
+        parts.append(f"## {name}: {SETTINGS[name]}\n\n[report]({name}/report.md)\n")
+        parts.append(setting_table(summary) + "\n")
+        gaps = gap_closed(summary)
+        if gaps:
+            parts.append(
+                "Gap closed, (best student - lower bound) / (teacher - lower bound): "
+                + "; ".join(gaps)
+                + "\n"
+            )
+    if "shared0" in summaries:
+        parts.append(
+            "## False positives in the null world (shared0)\n\n"
+            + false_positives(summaries["shared0"])
+            + "\n"
+        )
+    text = "\n".join(parts)
+    (root / "README.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -419,11 +419,12 @@ def _flushed(face: FaceParams, amount: float) -> FaceParams:
 
 def biovid_latent(seed: int, subject: int, class_id: int, k: int) -> float:
     """The shared latent of Biovid sample ``k`` of ``subject`` and class ``class_id``: its own draw
-    ``max(0, 1 + 0.35 N(0, 1))`` (the law of the per-sample response multipliers), from a child stream of
-    the sample's seed sequence, so the sample's other draws stay as they were. Generated data scales it
-    by the class intensity (0 for BL1); see docs/data.md."""
+    ``g ~ U(0, 2)`` (mean 1 like the per-sample response multipliers, but with a within-class spread
+    (sd 0.58) comparable to the class gap, so the latent says more than the label) from a child stream
+    of the sample's seed sequence, so the sample's other draws stay as they were. Generated data scale
+    it by the class intensity (0 for BL1); see docs/data.md."""
     child = np.random.SeedSequence([seed, subject, class_id, k]).spawn(1)[0]
-    return max(0.0, 1 + 0.35 * float(np.random.default_rng(child).normal()))
+    return float(np.random.default_rng(child).uniform(0.0, 2.0))
 
 
 def _generate(out: Path, cfg: SynthConfig, kind: str, workers: int, progress: bool) -> Path:
