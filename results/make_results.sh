@@ -121,7 +121,7 @@ run_setting() {
   for ((w = 0; w < JOBS; w++)); do
     (for ((i = w; i < ${#jobs[@]}; i += JOBS)); do
       read -r s k <<< "${jobs[$i]}"
-      do_or_print mtpkdot run "$config" --out "$run" --seeds "$s" --folds "$k" --device cpu "${sets[@]}"
+      do_or_print mtpkdot run "$config" --out "$run" --seeds "$s" --folds "$k" --device cpu --no-report "${sets[@]}"
     done) >> "$([ -n "${DRY_RUN:-}" ] && echo /dev/stdout || echo "$log.$w")" 2>&1 &
     pids+=($!)
   done

@@ -35,6 +35,12 @@ def register(app: typer.Typer) -> None:
         ),
         device: str = typer.Option(None, "--device", help="auto | cpu | cuda (default: the config's device)"),
         amp: bool = typer.Option(None, "--amp/--no-amp", help="mixed precision on CUDA"),
+        report: bool = typer.Option(
+            True,
+            "--report/--no-report",
+            help="write the report at the end; --no-report when several processes share one run directory "
+            "(then `mtpkdot report RUN_DIR` once they are done)",
+        ),
     ) -> None:
         """Train and evaluate every stage (backbones, teacher, T-Net, adapters, one student per method)
         for each seed and fold; write summary.csv and the report; print the mean +- std table.
@@ -50,7 +56,7 @@ def register(app: typer.Typer) -> None:
         except ConfigError as exc:
             raise typer.BadParameter(str(exc)) from None
         run_dir = out or default_run_dir(cfg.name)
-        _run_and_report(cfg, run_dir, folds, methods, seeds, device, amp)
+        _run_and_report(cfg, run_dir, folds, methods, seeds, device, amp, report)
 
     @app.command("demo")
     def demo_cmd(
@@ -171,7 +177,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-def _run_and_report(cfg, run_dir: Path, folds, methods, seeds, device, amp) -> None:  # noqa: ANN001
+def _run_and_report(cfg, run_dir: Path, folds, methods, seeds, device, amp, report=True) -> None:  # noqa: ANN001
     from mtpkdot.cli import comma_list, log_to_stderr, user_errors
 
     log_to_stderr()
@@ -192,17 +198,17 @@ def _run_and_report(cfg, run_dir: Path, folds, methods, seeds, device, amp) -> N
 
     if rank() != 0:
         return
-    report = None
+    written = None
     try:
         from mtpkdot.report import write_report
     except ImportError:
         write_report = None
-    if write_report is not None:
-        report = write_report(run_dir)
+    if write_report is not None and report:
+        written = write_report(run_dir)
     typer.echo(format_table(summary))
     typer.echo(f"\nresults: {RunLayout(run_dir).summary}")
-    if report is not None:
-        typer.echo(f"report:  {report}")
+    if written is not None:
+        typer.echo(f"report:  {written}")
     typer.echo(f"run dir: {run_dir}  (per fold and stage: seed<s>/fold<k>/<stage>/metrics.csv, test.json)")
 
 
