@@ -102,3 +102,22 @@ def test_run_options_use_the_comma_list(monkeypatch, tmp_path):
     assert (seen["folds"], seen["seeds"], seen["methods"]) == ([1, 2], [0, 3], ["none", "mtpkdot"])
     bad = CliRunner().invoke(app, ["run", "demo", "--folds", "1,a"])
     assert bad.exit_code == 2 and "--folds must be comma-separated integers" in bad.output
+
+
+@pytest.mark.parametrize("flag, writes", [([], True), (["--no-report"], False)])
+def test_run_no_report_leaves_the_report_to_a_later_command(monkeypatch, tmp_path, flag, writes):
+    """Several `mtpkdot run` processes on one run directory (results/make_results.sh) must not each write
+    the report: they raced on its figures. --no-report skips it; the default writes it."""
+    import pandas as pd
+
+    import mtpkdot.pipeline.experiment as experiment
+    import mtpkdot.report as report
+
+    calls = []
+    summary = pd.DataFrame({"seed": [0], "fold": [1], "method": ["none"], "accuracy": [50.0]})
+    monkeypatch.setattr(experiment, "run_experiment", lambda cfg, run_dir, **kw: summary)
+    monkeypatch.setattr(report, "write_report", lambda run_dir: calls.append(run_dir) or tmp_path / "r.md")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["run", "demo", *flag])
+    assert res.exit_code == 0, res.output
+    assert bool(calls) == writes and ("report:" in res.output) == writes
