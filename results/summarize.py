@@ -54,7 +54,7 @@ def versus(test: CVComparison | None, metric: str) -> str:
     return (
         f"{t.mean:+.{2 if metric != 'accuracy' else 1}f} "
         f"[{t.ci_low:+.{2 if metric != 'accuracy' else 1}f}, {t.ci_high:+.{2 if metric != 'accuracy' else 1}f}],"
-        f" p {test.describe_p()}"
+        f" {test.describe_p()}"
     )
 
 
