@@ -75,8 +75,9 @@ def setting_table(summary: pd.DataFrame) -> str:
 
 
 def gap_closed(summary: pd.DataFrame) -> list[str]:
-    """(best student - lower_bound) / (teacher - lower_bound) per metric, the best student by mean."""
-    agg, out = aggregate(summary), []
+    """(best student - lower_bound) / (teacher - lower_bound) per metric, the best student by mean; a
+    ratio over a teacher gap that is not significant is flagged, it means little."""
+    agg, out, tests = aggregate(summary), [], comparisons(summary)
     for metric in table_metrics(summary):
         mean = agg[agg["metric"] == metric].set_index("method")["mean"]
         if not {"lower_bound", "teacher"} <= set(mean.index):
@@ -90,6 +91,9 @@ def gap_closed(summary: pd.DataFrame) -> list[str]:
             f"{fmt(mean['lower_bound'], metric)}, teacher {fmt(mean['teacher'], metric)}: gap closed "
             f"{share * 100:+.0f} %"
         )
+        t = tests.get(("teacher", "lower_bound", metric))
+        if t is not None and t.ok and not t.p < ALPHA:
+            out[-1] += f" (teacher vs lower bound not significant, {t.describe_p()}: the ratio means little)"
     return out
 
 
