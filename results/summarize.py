@@ -74,6 +74,41 @@ def setting_table(summary: pd.DataFrame) -> str:
     return "\n\n".join(blocks)
 
 
+def headline_rows(name: str, summary: pd.DataFrame) -> list[list[str]]:
+    """One row per metric of a setting: the lower bound, then none, PKDOT, MT-PKDOT, the best distilled
+    student and the teacher as mean (Δ vs lower bound, corrected p)."""
+    tests, agg, rows = comparisons(summary), aggregate(summary), []
+    for metric in table_metrics(summary):
+        mean = agg[agg["metric"] == metric].set_index("method")["mean"]
+        best = max((m for m in DISTILLED if m in mean.index), key=lambda m: mean[m], default=None)
+
+        def cell(m: str | None, mean=mean, metric=metric) -> str:
+            if m is None or m not in mean.index:
+                return "-"
+            t = tests.get((m, "lower_bound", metric))
+            d = 2 if metric != "accuracy" else 1
+            vs = f" ({t.t.mean:+.{d}f}, {t.describe_p()})" if t is not None and t.ok else ""
+            return f"{fmt(mean[m], metric)}{vs}"
+
+        label = name if metric == "accuracy" else f"{name} ({metric})"
+        best_cell = f"{best}: {cell(best)}" if best else "-"
+        rows.append(
+            [
+                label,
+                cell("lower_bound"),
+                cell("none"),
+                cell("pkdot"),
+                cell("mtpkdot"),
+                best_cell,
+                cell("teacher"),
+            ]
+        )
+    return rows
+
+
+HEADLINE = ["setting", "lower_bound", "none", "pkdot", "mtpkdot", "best distilled", "teacher"]
+
+
 def gap_closed(summary: pd.DataFrame) -> list[str]:
     """(best student - lower_bound) / (teacher - lower_bound) per metric, the best student by mean; a
     ratio over a teacher gap that is not significant is flagged, it means little."""
@@ -129,6 +164,11 @@ def main() -> None:
         "student of a (seed, fold) shares its initial weights and batch order (common random numbers).\n",
     ]
     summaries = {s: read_summary(p) for s, p in found.items()}
+    rows = [r for name, summary in summaries.items() for r in headline_rows(name, summary)]
+    parts.append(
+        "## Overview\n\nMean over the 15 (seed, fold) results; in brackets the mean paired difference to "
+        "the lower bound and the corrected t-test's p.\n\n" + markdown_table(HEADLINE, rows) + "\n"
+    )
     for name, summary in summaries.items():
         parts.append(f"## {name}: {SETTINGS[name]}\n\n[report]({name}/report.md)\n")
         parts.append(setting_table(summary) + "\n")
