@@ -93,25 +93,38 @@ def crossfit_run(tmp_path_factory):
 
 
 def test_no_training_feature_comes_from_a_backbone_that_saw_its_subject(crossfit_run):
+    """Each training row is its inner backbone's feature (a backbone that never saw the subject), mapped
+    into the stage-1 coordinates by the affine map fitted on that backbone's own training samples."""
     ctx, seen = crossfit_run["ctx"], crossfit_run["seen"]
     subject = ctx.store.manifest["subject_id"].astype(str).to_numpy()
-    train = ctx.split["train"]
+    train = np.sort(ctx.split["train"])
     fold_dir = ctx.fold_dir
     for mod in MODS:
         cached = np.load(fold_dir / "features" / f"{mod}.npy")
-        stages_of = [f"crossfit_{mod}_{j}" for j in range(1, K + 1)]
-        assert all(seen.get(s) for s in stages_of), "a cross-fitted backbone was never trained"
-        out = {s: stages.backbone_features(ctx, mod, s, train) for s in stages_of}
-        full = stages.backbone_features(ctx, mod, None, train)
-        for row, i in enumerate(train):
-            dist = {s: float(np.abs(cached[i] - out[s][row]).max()) for s in stages_of}
-            source = min(dist, key=dist.get)
-            assert dist[source] < 1e-5, (
-                f"{mod} sample {i}: its cached feature comes from no cross-fitted backbone"
+        full = stages.backbone_features(ctx, mod)[train]  # batched as the cache computes it
+        for held, j in zip(stages.inner_folds(ctx), range(1, K + 1), strict=True):
+            stage = f"crossfit_{mod}_{j}"
+            assert seen.get(stage), f"{stage} was never trained"
+            assert not {subject[i] for i in held} & {subject[i] for i in seen[stage]}, (
+                f"{stage} saw its subjects"
             )
-            saw = {subject[j] for j in seen[source]}
-            assert subject[i] not in saw, f"{mod} sample {i}: {source} trained on its subject {subject[i]}"
-            assert not np.allclose(cached[i], full[row]), f"{mod} sample {i}: the stage-1 feature was kept"
+            inner = stages.backbone_features(ctx, mod, stage, train)
+            fit = ~np.isin(train, held)
+            expected = stages.apply_affine(inner[~fit], stages.affine_map(inner[fit], full[fit]))
+            np.testing.assert_allclose(cached[held], expected, atol=1e-4)
+            assert not np.allclose(cached[held], full[~fit], atol=1e-4), (
+                f"{mod}: the stage-1 features were kept"
+            )
+
+
+def test_affine_map_recovers_a_known_map_and_only_uses_its_own_rows():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6))
+    w_true = rng.normal(size=(7, 4))
+    y = stages.apply_affine(x, w_true)
+    w = stages.affine_map(x, y, ridge=0.0)
+    np.testing.assert_allclose(w, w_true, atol=1e-4)
+    np.testing.assert_allclose(stages.apply_affine(x, stages.affine_map(x, y)), y, atol=0.05)  # small ridge
 
 
 def test_validation_test_and_student_features_come_from_the_stage1_backbone(crossfit_run):
