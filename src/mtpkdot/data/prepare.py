@@ -715,8 +715,9 @@ def prepare(
 
 
 def _describe(setting: dict[str, Any]) -> str:
-    threads = setting["threads"] or "FFmpeg's choice of"
-    text = f"thread type {setting['thread_type']}, {threads} threads per worker"
+    n = setting["threads"]
+    threads = "FFmpeg's choice of threads" if n == 0 else f"{n} thread" + ("s" if n > 1 else "")
+    text = f"thread type {setting['thread_type']}, {threads} per worker"
     if "probe_ms" in setting:
         text += " (probe, " + ", ".join(f"{k} {v:.0f} ms" for k, v in setting["probe_ms"].items()) + ")"
     return text + (", next video decoded ahead in a thread" if setting["overlap"] else "")
