@@ -18,6 +18,10 @@ in that subject's other samples) once every sample has been seen; ``prepare_repo
 Bookkeeping: work arrays live in ``<store>/.work`` with a per-sample status bitmap flushed every few
 seconds (after the arrays), keyed by a hash of the preparation settings and the manifest. Re-running
 continues where it stopped; a finished store with the same key is returned without work.
+
+Speed: the video decoder's thread type is the faster of SLICE and AUTO on the run's first video (a short
+probe; the pixels are the same either way), and a worker with two cores or more decodes the next
+sample's videos in a background thread while the current one is finished (same results, same order).
 """
 
 from __future__ import annotations
