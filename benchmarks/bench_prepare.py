@@ -43,6 +43,9 @@ REAL_MODALITIES = {
     "emg": {"kind": "emg", "column": "emg_corrugator", "window": [2.0, 5.0], "highpass_hz": 20.0},
 }
 STAGES = ("decode", "face", "crop_resize", "physio", "write")
+# stages timed in the main thread of the 1-worker run: with the overlap, "decode" runs in the decode
+# thread beside them and the main thread's share of it is "decode_wait"
+MAIN_THREAD = ("decode_wait", "face", "crop_resize", "physio", "write")
 
 
 def _child(root: str, store: str, workers: int, real: bool = False) -> None:
@@ -65,9 +68,14 @@ def _child(root: str, store: str, workers: int, real: bool = False) -> None:
     import importlib
 
     prep = importlib.import_module("mtpkdot.data.prepare")
-    t0 = time.perf_counter()
+
+    def cpu() -> float:  # this process (every thread) and its finished worker processes
+        return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, who))
+
+    who = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    t0, c0 = time.perf_counter(), cpu()
     s = prep.prepare(cfg, store, workers=workers, progress=False)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu_s = time.perf_counter() - t0, cpu() - c0
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     stages = dict(getattr(prep, "STAGE_SECONDS", {}))  # filled in this process only (1 worker)
@@ -76,6 +84,8 @@ def _child(root: str, store: str, workers: int, real: bool = False) -> None:
         "n": len(s) + int(s.meta.get("failed", 0)),
         "kept": len(s),
         "seconds": elapsed,
+        "cpu_seconds": cpu_s,
+        "decoder": dict(getattr(prep, "DECODER_SETTING", {})),
         "rss_main_mb": own,
         "rss_workers_mb": kids,
         "stages": stages,
@@ -244,9 +254,7 @@ def _real_size(args: argparse.Namespace) -> None:
     rounds = _rounds(root, videos, best["setting"], args.rounds)
     runs = {w: [r[f"prepare_{w}"] for r in rounds] for w in (1, 2)}
     n = runs[1][0]["n"]
-    # per stage: the median over the rounds of the 1-worker run's seconds per sample
-    split = {k: _median([r["stages"].get(k, 0.0) / n for r in runs[1]]) for k in STAGES}
-    split["other"] = _median([r["seconds"] / n for r in runs[1]]) - sum(split.values())
+    split = _split(runs[1], n)
     print("per sample (1 worker): " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in split.items()))
     res = {
         "settings": {
@@ -263,8 +271,15 @@ def _real_size(args: argparse.Namespace) -> None:
         "decode_limit_per_s": _median([r["limit"]["per_s"] for r in rounds]),
         "decode_limit_setting": best["setting"],
         "decode_limit_subset_per_s": best["subset_per_s"],
-        # prepare's own decoder setting: 1 worker lets FFmpeg choose, N workers get cores / N threads each
-        "prepare_decoder_setting": {"1": "AUTO/0", "2": f"AUTO/{max(1, len(os.sched_getaffinity(0)) // 2)}"},
+        # prepare's own decoder setting (thread type / threads per worker, "0": FFmpeg's choice), as the
+        # runs logged it: the thread type comes from prepare's probe, and whether it decodes ahead
+        "prepare_decoder_setting": {str(w): sorted({_setting(r) for r in rs}) for w, rs in runs.items()},
+        "prepare_overlap": {
+            str(w): sorted({r["decoder"].get("overlap", False) for r in rs}) for w, rs in runs.items()
+        },
+        "prepare_cpu_ms_per_sample": {
+            str(w): _median([1000 * r["cpu_seconds"] / n for r in rs]) for w, rs in runs.items()
+        },
         "prepare_per_s_1": _median([r["samples_per_s"] for r in runs[1]]),
         "prepare_per_s_2": _median([r["samples_per_s"] for r in runs[2]]),
         "ratio_1": _median([r["ratio_1"] for r in rounds]),
@@ -274,6 +289,7 @@ def _real_size(args: argparse.Namespace) -> None:
         "rounds": rounds,
     }
     if args.levers:
+        res["pipeline_levers_ms_per_sample"] = _pipeline_levers(root, 12)
         res["levers_ms_per_sample"] = _levers(videos[:12])
         res["face_levers_ms_per_sample"] = _face_levers(videos[:12])
     if args.baseline_src:
@@ -295,6 +311,90 @@ def _real_size(args: argparse.Namespace) -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=1))
+
+
+def _setting(run: dict) -> str:
+    d = run["decoder"]
+    return f"{d.get('thread_type', 'AUTO')}/{d.get('threads', 0)}"
+
+
+def _split(runs: list[dict], n: int) -> dict:
+    """Seconds per sample by stage, the median over the rounds of the 1-worker runs. ``other`` is the
+    wall time not in a main-thread stage (per round, then the median); with the overlap, ``decode`` ran
+    in the decode thread beside the main thread (not part of the wall-time sum) and ``decode_wait`` is
+    the main thread waiting for it."""
+    split = {k: _median([r["stages"].get(k, 0.0) / n for r in runs]) for k in (*STAGES, "decode_wait")}
+
+    def other(r: dict) -> float:
+        in_main = MAIN_THREAD if r["decoder"].get("overlap", False) else ("decode", *MAIN_THREAD)
+        return (r["seconds"] - sum(r["stages"].get(k, 0.0) for k in in_main)) / n
+
+    split["other"] = _median([other(r) for r in runs])
+    split["wall"] = _median([r["seconds"] / n for r in runs])
+    return split
+
+
+def _pipeline_levers(root: Path, n: int) -> dict:
+    """prepare's per-sample pipeline (1 worker, no store) on the first ``n`` samples with each decoder
+    thread type, sequential and overlapped, interleaved in one process (the order reversed every other
+    round), best of 3: wall and CPU (all threads) ms per sample and the stage times. Results must be
+    identical."""
+    import importlib
+
+    import cv2
+
+    from mtpkdot.config import DataConfig
+    from mtpkdot.data.manifest import read_manifest
+    from mtpkdot.signals import video
+
+    prep = importlib.import_module("mtpkdot.data.prepare")
+    cfg = DataConfig(dataset="biovid", root=root, modalities=REAL_MODALITIES, privileged=["eda", "emg"])
+    items = list(enumerate(read_manifest(cfg).to_dict("records")[:n]))
+    # _results sets these in this process (as in a 1-worker prepare): restored for the levers after it
+    old_state = prep.OVERLAP, video.DECODER_THREAD_TYPE, video.DECODER_THREADS, cv2.getNumThreads()
+    variants = {
+        "AUTO, sequential (before)": ("AUTO", False),
+        "SLICE, sequential": ("SLICE", False),
+        "AUTO, overlap": ("AUTO", True),
+        "SLICE, overlap": ("SLICE", True),
+    }
+    best = {k: {"wall_ms": 1e9, "cpu_ms": 1e9} for k in variants}
+    ref = None
+    try:
+        for k in range(3):
+            for name in list(variants) if k % 2 == 0 else list(variants)[::-1]:
+                thread_type, prep.OVERLAP = variants[name]
+                prep.STAGE_SECONDS.clear()
+                w0, c0 = time.perf_counter(), time.process_time()
+                outs = [
+                    (i, code, res) for i, res, _, code in prep._results(items, cfg, False, 1, thread_type)
+                ]
+                wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+                if 1000 * wall / n < best[name]["wall_ms"]:  # the stages of the fastest round
+                    best[name]["stages_ms"] = {s: 1000 * v / n for s, v in prep.STAGE_SECONDS.items()}
+                best[name]["wall_ms"] = min(best[name]["wall_ms"], 1000 * wall / n)
+                best[name]["cpu_ms"] = min(best[name]["cpu_ms"], 1000 * cpu / n)
+                ref = outs if ref is None else ref
+                assert _same_results(ref, outs), f"{name} changed a result"
+    finally:
+        prep.OVERLAP, video.DECODER_THREAD_TYPE, video.DECODER_THREADS = old_state[:3]
+        cv2.setNumThreads(old_state[3])
+    for name, b in best.items():
+        print(f"pipeline lever: {b['wall_ms']:6.1f} ms wall, {b['cpu_ms']:6.1f} ms CPU per sample  {name}")
+    return best
+
+
+def _same_results(a: list, b: list) -> bool:
+    import numpy as np
+
+    def same(x: dict | None, y: dict | None) -> bool:
+        if x is None or y is None:
+            return x is y
+        return x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
+
+    return len(a) == len(b) and all(
+        i == j and c == d and same(x, y) for (i, c, x), (j, d, y) in zip(a, b, strict=True)
+    )
 
 
 def _levers(videos: list[Path]) -> dict:
@@ -483,6 +583,18 @@ def _table(res: dict) -> None:
         f"{res['prepare_per_s_1']:.2f} samples/s | {res['prepare_per_s_2']:.2f} samples/s | "
         f"{res['ratio_1']:.2f} | {res['speedup_2_vs_1']:.2f} |"
     )
+    if "prepare_decoder_setting" in res and isinstance(res["prepare_decoder_setting"]["1"], list):
+        dec, ov = res["prepare_decoder_setting"], res["prepare_overlap"]
+        cpu = res["prepare_cpu_ms_per_sample"]
+        print(
+            "\nprepare's decoder (thread type/threads per worker, 0: FFmpeg's choice; from its probe): "
+            + "; ".join(
+                f"{w} worker(s) {', '.join(dec[w])}{' with the next video decoded ahead' if any(ov[w]) else ''}"
+                f", {cpu[w]:.0f} ms CPU per sample"
+                for w in dec
+            )
+            + "."
+        )
     if "baseline" in res:
         b = res["baseline"]
         print(

@@ -3,7 +3,9 @@ hand over the upper face; more probe frames, the subject fallback, and crops tha
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +116,35 @@ def test_crop_converts_only_the_crop_and_matches_the_whole_frame(photo_biovid: P
     full, _ = V.decode_frames(video, [3, 20])
     for square in [(601, 333, 321), (0, 0, 1038), (1387 - 255, 1037 - 255, 255)]:
         np.testing.assert_array_equal(V.crop_frames(lazy, square), V.crop_frames(full, square))
+
+
+def _digests(store_dir: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(store_dir.iterdir()) if p.is_file()
+    }
+
+
+def test_overlap_and_thread_type_give_the_sequential_store(
+    tmp_path: Path, photo_biovid: Path, monkeypatch
+) -> None:
+    # face crops of lazy PyAV frames decoded in the decode thread, no-face failures, the subject fallback
+    # rerun: every store file byte-identical to the sequential loop with the AUTO decoder
+    monkeypatch.setattr(prep, "_cpu_count", lambda: 2)  # one worker overlaps on any machine
+    monkeypatch.setattr(prep, "OVERLAP", False)
+    monkeypatch.setattr(prep, "DECODER_THREAD_TYPE", "AUTO")
+    sequential = prepare(_cfg(photo_biovid), tmp_path / "seq", progress=False).path
+    threads = []
+    real = prep._decode_ahead
+
+    def decode_ahead(*a):
+        threads.append(threading.current_thread().name)
+        return real(*a)
+
+    monkeypatch.setattr(prep, "_decode_ahead", decode_ahead)
+    monkeypatch.setattr(prep, "OVERLAP", True)
+    monkeypatch.setattr(prep, "DECODER_THREAD_TYPE", "SLICE")
+    overlapped = prepare(_cfg(photo_biovid), tmp_path / "ahead", progress=False).path
+    # every sample, and the reruns with the subject fallback (2 hidden samples, 4 of the blind subject),
+    # decoded in the decode thread
+    assert len(threads) == 12 + 2 + 4 and all(t.startswith("mtpkdot-decode") for t in threads)
+    assert _digests(overlapped) == _digests(sequential)

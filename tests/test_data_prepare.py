@@ -161,11 +161,73 @@ def test_strict_stops_at_first_bad_sample_naming_it(tmp_path: Path, damaged) -> 
         prepare(_cfg(root), tmp_path / "s", strict=True, progress=False)
 
 
-def test_two_workers_give_the_same_store(tmp_path: Path, biovid: Path) -> None:
+@pytest.mark.parametrize("cores", [2, 4])
+def test_two_workers_give_the_same_store(tmp_path: Path, biovid: Path, monkeypatch, cores: int) -> None:
+    # 2 cores: each worker one decoder thread, no overlap; 4 cores: two threads each and the overlap
+    monkeypatch.setattr(prep, "_cpu_count", lambda: cores)
+    assert prep._overlaps(2) == (cores == 4)
     one = prepare(_cfg(biovid), tmp_path / "one", workers=1, progress=False)
     two = prepare(_cfg(biovid), tmp_path / "two", workers=2, progress=False)
     for mod in ("video", "eda", "emg"):
         np.testing.assert_array_equal(one.array(mod), two.array(mod))
+
+
+def _results(items: list, cfg: DataConfig) -> list:
+    return [(i, code, err, res) for i, res, err, code in prep._results(items, cfg, False, 1)]
+
+
+def test_overlapped_results_equal_the_sequential_ones_in_order(damaged, monkeypatch) -> None:
+    # the next video decoded ahead in a thread: the same results (a corrupt video's error included,
+    # raised from the decode thread) in the same order as the sequential loop
+    root, bad = damaged
+    cfg = _cfg(root)
+    items = list(enumerate(prep.read_manifest(cfg).to_dict("records")))
+    monkeypatch.setattr(prep, "_cpu_count", lambda: 2)
+    monkeypatch.setattr(prep, "OVERLAP", False)
+    sequential = _results(items, cfg)
+    monkeypatch.setattr(prep, "OVERLAP", True)
+    monkeypatch.setattr(prep, "STAGE_SECONDS", defaultdict(float))
+    overlapped = _results(items, cfg)
+    assert prep.STAGE_SECONDS["decode_wait"] > 0  # the main thread took decoded frames from the thread
+    assert [r[:3] for r in overlapped] == [r[:3] for r in sequential]
+    assert [i for i, *_ in overlapped] == list(range(12))
+    assert sum(err is not None and bad[next(iter(bad))] in err for _, _, err, _ in overlapped) == 1
+    for (*_, a), (*_, b) in zip(sequential, overlapped, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_probed_thread_type_reaches_the_decoder_and_is_logged(
+    tmp_path: Path, biovid: Path, monkeypatch, caplog
+):
+    from mtpkdot.signals import video
+
+    caplog.set_level("INFO", logger="mtpkdot")
+    probed = []
+
+    def fastest(path, threads, frames):
+        probed.append((Path(path).name, threads))
+        return "SLICE", {"SLICE": 0.010, "AUTO": 0.020}
+
+    monkeypatch.setattr(video, "fastest_thread_type", fastest)
+    monkeypatch.setattr(video, "DECODER_THREAD_TYPE", video.DECODER_THREAD_TYPE)
+    monkeypatch.setattr(prep, "_cpu_count", lambda: 2)
+    prepare(_cfg(biovid), tmp_path / "s", workers=1, progress=True)
+    first = Path(prep.read_manifest(_cfg(biovid))["path_video"][0]).name
+    assert probed == [(first, 0)] and video.DECODER_THREAD_TYPE == "SLICE"
+    assert prep.DECODER_SETTING == {
+        "thread_type": "SLICE",
+        "threads": 0,
+        "overlap": True,
+        "probe_ms": {"SLICE": 10.0, "AUTO": 20.0},
+    }
+    assert (
+        "decoder: thread type SLICE, FFmpeg's choice of threads per worker (probe, SLICE 10 ms" in caplog.text
+    )
+    # one decoder thread per worker: nothing to choose, no probe
+    prepare(_cfg(biovid), tmp_path / "two", workers=2, progress=False)
+    assert len(probed) == 1 and prep.DECODER_SETTING["thread_type"] == "AUTO"
 
 
 def test_store_requires_done_marker(tmp_path: Path) -> None:
@@ -351,13 +413,24 @@ def test_worker_threads_share_the_cores(biovid: Path, monkeypatch) -> None:
     monkeypatch.setattr(prep, "_cpu_count", lambda: 4)
     monkeypatch.setattr(video, "DECODER_THREADS", video.DECODER_THREADS)
     old = cv2.getNumThreads()
+    monkeypatch.setattr(video, "DECODER_THREAD_TYPE", video.DECODER_THREAD_TYPE)
     try:
         prep._init_worker(_cfg(biovid), False)
         assert (video.DECODER_THREADS, cv2.getNumThreads()) == (0, 4)
         prep._init_worker(_cfg(biovid), False, 2)
         assert (video.DECODER_THREADS, cv2.getNumThreads()) == (2, 2)
+        # with the overlap, OpenCV runs beside the decoder thread: half the share
+        prep._init_worker(_cfg(biovid), False, 0, "SLICE", True)
+        assert (video.DECODER_THREADS, cv2.getNumThreads(), video.DECODER_THREAD_TYPE) == (0, 2, "SLICE")
+        prep._init_worker(_cfg(biovid), False, 2, "AUTO", True)
+        assert (video.DECODER_THREADS, cv2.getNumThreads(), video.DECODER_THREAD_TYPE) == (2, 1, "AUTO")
     finally:
         cv2.setNumThreads(old)
+    # a worker overlaps only with two cores or more of its own
+    assert [prep._worker_threads(w) for w in (1, 2, 3, 4)] == [0, 2, 1, 1]
+    assert [prep._overlaps(w) for w in (1, 2, 3, 4)] == [True, True, False, False]
+    monkeypatch.setattr(prep, "OVERLAP", False)
+    assert not prep._overlaps(1)
 
 
 def test_flushing_the_store_counts_as_write(tmp_path: Path, biovid: Path, monkeypatch) -> None:

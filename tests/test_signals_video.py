@@ -85,3 +85,27 @@ def test_audio_track_decodes_and_spectrogram_peaks_at_tone(tmp_path: Path) -> No
     assert abs(int(spec.mean(axis=1).argmax()) - 8) <= 1
     with pytest.raises(SampleError, match="no audio track"):
         decode_audio(_ramp_video(tmp_path / "silent.mp4"))
+
+
+def test_thread_type_probe_names_both_and_the_file(tmp_path: Path) -> None:
+    from mtpkdot.signals.video import THREAD_TYPES, fastest_thread_type
+
+    path = _ramp_video(tmp_path / "v.mp4")
+    best, seconds = fastest_thread_type(path, 2, frames=10, rounds=1)
+    assert best in THREAD_TYPES and set(seconds) == set(THREAD_TYPES)
+    assert best == min(seconds, key=seconds.get) and all(0 < s < 60 for s in seconds.values())
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+    with pytest.raises(SampleError, match="corrupt.mp4"):
+        fastest_thread_type(bad)
+
+
+@pytest.mark.parametrize("thread_type", ["SLICE", "AUTO"])
+def test_thread_type_does_not_change_the_frames(tmp_path: Path, monkeypatch, thread_type: str) -> None:
+    from mtpkdot.signals import video
+
+    path = _ramp_video(tmp_path / "v.mp4")
+    reference, _ = decode_frames(path, [1, 7, 19])
+    monkeypatch.setattr(video, "DECODER_THREAD_TYPE", thread_type)
+    monkeypatch.setattr(video, "DECODER_THREADS", 2)
+    np.testing.assert_array_equal(decode_frames(path, [1, 7, 19])[0], reference)

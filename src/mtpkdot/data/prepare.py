@@ -18,6 +18,10 @@ in that subject's other samples) once every sample has been seen; ``prepare_repo
 Bookkeeping: work arrays live in ``<store>/.work`` with a per-sample status bitmap flushed every few
 seconds (after the arrays), keyed by a hash of the preparation settings and the manifest. Re-running
 continues where it stopped; a finished store with the same key is returned without work.
+
+Speed: the video decoder's thread type is the faster of SLICE and AUTO on the run's first video (a short
+probe; the pixels are the same either way), and a worker with two cores or more decodes the next
+sample's videos in a background thread while the current one is finished (same results, same order).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import logging
 import os
 import shutil
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,8 +70,26 @@ _BOX = "_box_"
 # row key of a sample re-run with the subject fallback: {modality: (x, y, w, h)}
 _FALLBACK = "_fallback_boxes"
 
-# seconds spent per stage in this process (decode, face, crop_resize, physio, write): read by the benchmark
+# seconds spent per stage in this process (decode, face, crop_resize, physio, write; with the overlap,
+# decode is timed in the decode thread and decode_wait is the main thread waiting for it): read by the
+# benchmark
 STAGE_SECONDS: dict[str, float] = defaultdict(float)
+
+# Overlap: a worker with at least two cores decodes the next sample's videos in a background thread (PyAV
+# releases the GIL while decoding) while the current sample gets its face crop, resize and physio; at
+# most LOOKAHEAD samples ahead. Results and their order are those of the sequential loop.
+OVERLAP = True
+LOOKAHEAD = 1
+# samples per task of a worker process
+CHUNK = 4
+# row key of a sample's videos decoded ahead: {modality: Future of its sampled frames}
+_AHEAD = "_decoded_ahead"
+# decoder thread type: None probes the first video of each run (signals.video.fastest_thread_type)
+DECODER_THREAD_TYPE: str | None = None
+PROBE_FRAMES = 25
+# the last run's decoder setting (thread type, threads per worker, probe times, overlap): logged, and
+# read by the benchmark
+DECODER_SETTING: dict[str, Any] = {}
 
 
 @contextlib.contextmanager
@@ -181,6 +204,23 @@ def _npy_frames(path: Path, m: Any) -> np.ndarray:
     return frames
 
 
+def _frames(path: Path, m: Any, row: dict[str, Any]) -> Any:
+    """Sampled frames of one video modality: a frame folder, a ``.npy`` or a video file (with a face
+    crop: PyAV frames not yet converted to RGB)."""
+    if path.is_dir():
+        return _folder_frames(path, m, row)
+    if path.suffix.lower() == ".npy":
+        return _npy_frames(path, m)
+    return _file_frames(path, m, lazy=m.face != "none")
+
+
+def _decode_ahead(path: Path, m: Any, row: dict[str, Any]) -> Any:
+    """:func:`_frames` in the decode thread (its time is the decode stage; the main thread's wait is
+    ``decode_wait``)."""
+    with _timed("decode"):
+        return _frames(path, m, row)
+
+
 def _file_frames(path: Path, m: Any, lazy: bool) -> Any:
     """Sampled frames of a video file; ``lazy``: PyAV frames not yet converted to RGB (for a face crop)."""
     from mtpkdot.signals import video as V
@@ -192,21 +232,25 @@ def _file_frames(path: Path, m: Any, lazy: bool) -> Any:
 
 
 def _video_sample(
-    path: Path, m: Any, row: dict[str, Any], fallback: tuple[float, ...] | None = None
+    path: Path,
+    m: Any,
+    row: dict[str, Any],
+    fallback: tuple[float, ...] | None = None,
+    ahead: Future[Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The stored clip ``T x size x size x 3`` and, with a face crop, its box record
-    ``[x, y, w, h, x0, y0, side, used_fallback]`` (detected box, crop square, 1 if ``fallback`` was used)."""
+    ``[x, y, w, h, x0, y0, side, used_fallback]`` (detected box, crop square, 1 if ``fallback`` was used).
+    ``ahead``: the frames being decoded in the decode thread (its error, if any, is raised here)."""
     import numpy as np
 
     from mtpkdot.signals import video as V
 
-    with _timed("decode"):
-        if path.is_dir():
-            frames = _folder_frames(path, m, row)
-        elif path.suffix.lower() == ".npy":
-            frames = _npy_frames(path, m)
-        else:
-            frames = _file_frames(path, m, lazy=m.face != "none")
+    if ahead is None:
+        with _timed("decode"):
+            frames = _frames(path, m, row)
+    else:
+        with _timed("decode_wait"):
+            frames = ahead.result()
     assert len(frames) == m.segments * m.frames_per_segment
     if m.face == "none":
         with _timed("crop_resize"):
@@ -231,7 +275,7 @@ def decode_video_for(path: Path, mc: Any) -> np.ndarray:
 
 
 def _video_kind(path: Path, m: Any, row: dict[str, Any], name: str) -> dict[str, np.ndarray]:
-    clip, box = _video_sample(path, m, row, row.get(_FALLBACK, {}).get(name))
+    clip, box = _video_sample(path, m, row, row.get(_FALLBACK, {}).get(name), row.get(_AHEAD, {}).get(name))
     return {name: clip} if box is None else {name: clip, _BOX + name: box}
 
 
@@ -460,15 +504,20 @@ _WORKER: dict[str, Any] = {}
 Result = tuple[int, "dict[str, np.ndarray] | None", "str | None", int]
 
 
-def _init_worker(data_cfg: Any, sequence: bool, decoder_threads: int = 0) -> None:
+def _init_worker(
+    data_cfg: Any, sequence: bool, decoder_threads: int = 0, thread_type: str = "AUTO", overlap: bool = False
+) -> None:
     import cv2
 
     from mtpkdot.signals import video
 
-    # OpenCV (face detection, resize) gets this worker's share of the cores, as the decoder does
-    cv2.setNumThreads(decoder_threads or _cpu_count())
+    # OpenCV (face detection, resize) gets this worker's share of the cores, as the decoder does; with
+    # the overlap it runs beside the decoder and gets half of it (the decoder's threads often wait)
+    share = decoder_threads or _cpu_count()
+    cv2.setNumThreads(max(1, share // 2) if overlap else share)
     video.DECODER_THREADS = decoder_threads
-    _WORKER.update(data_cfg=data_cfg, sequence=sequence)
+    video.DECODER_THREAD_TYPE = thread_type
+    _WORKER.update(data_cfg=data_cfg, sequence=sequence, overlap=overlap)
 
 
 def _run_one(item: tuple[int, dict[str, Any]]) -> Result:
@@ -483,6 +532,42 @@ def _run_one(item: tuple[int, dict[str, Any]]) -> Result:
         return i, None, f"{type(exc).__name__}: {exc} (sample {row.get('sample_id')})", FAILED
 
 
+def _with_ahead(pool: ThreadPoolExecutor, item: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """The item with its video files' decoding started in ``pool`` (row key ``_AHEAD``)."""
+    i, row = item
+    if _WORKER["sequence"]:
+        return item
+    ahead = {}
+    for name, m in _WORKER["data_cfg"].modalities.items():
+        path = row.get(path_column(name))
+        if m.kind == "video" and isinstance(path, str | Path):
+            ahead[name] = pool.submit(_decode_ahead, Path(path), m, row)
+    return i, {**row, _AHEAD: ahead}
+
+
+def _run_items(items: Iterable[tuple[int, dict[str, Any]]]) -> Iterator[Result]:
+    """Results of ``items`` in their order; with this worker's overlap, the next item's videos are decoded
+    in a background thread while the current one is finished."""
+    if not _WORKER["overlap"]:
+        yield from map(_run_one, items)
+        return
+    pool = ThreadPoolExecutor(1, thread_name_prefix="mtpkdot-decode")
+    queue: deque[tuple[int, dict[str, Any]]] = deque()
+    try:
+        for item in items:
+            queue.append(_with_ahead(pool, item))
+            if len(queue) > LOOKAHEAD:
+                yield _run_one(queue.popleft())
+        while queue:
+            yield _run_one(queue.popleft())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> list[Result]:
+    return list(_run_items(chunk))
+
+
 def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -490,27 +575,64 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def _worker_threads(workers: int) -> int:
+    """Decoder and OpenCV threads of each worker: 0 (FFmpeg's choice, OpenCV every core) for one
+    worker, else its share of the cores, so that N workers do not oversubscribe the CPU."""
+    return 0 if workers <= 1 else max(1, _cpu_count() // workers)
+
+
+def _overlaps(workers: int) -> bool:
+    """Overlap decoding with the rest only where a worker has two cores or more to share between them."""
+    return OVERLAP and (_worker_threads(workers) or _cpu_count()) >= 2
+
+
 def _results(
-    items: list[tuple[int, dict[str, Any]]], data_cfg: Any, sequence: bool, workers: int
+    items: list[tuple[int, dict[str, Any]]],
+    data_cfg: Any,
+    sequence: bool,
+    workers: int,
+    thread_type: str = "AUTO",
 ) -> Iterator[Result]:
     """Results in the order of ``items``; ``workers`` > 1 runs them in spawned processes."""
     if workers <= 1 or len(items) <= 1:
-        _init_worker(data_cfg, sequence)
-        yield from map(_run_one, items)
+        _init_worker(data_cfg, sequence, 0, thread_type, _overlaps(1))
+        yield from _run_items(items)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    # each worker's decoder gets its share of the cores: N workers x all cores would oversubscribe
-    threads = max(1, _cpu_count() // workers)
-    pool = ProcessPoolExecutor(
-        workers, mp.get_context("spawn"), initializer=_init_worker, initargs=(data_cfg, sequence, threads)
-    )
+    args = (data_cfg, sequence, _worker_threads(workers), thread_type, _overlaps(workers))
+    pool = ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker, initargs=args)
+    # chunks keep consecutive samples of one video on one worker (its decoded audio stays cached) and
+    # give the worker's decode thread the next samples to decode ahead
+    chunks = [items[k : k + CHUNK] for k in range(0, len(items), CHUNK)]
     try:
-        # chunks keep consecutive samples of one video on one worker (its decoded audio stays cached)
-        yield from pool.map(_run_one, items, chunksize=4)
+        for results in pool.map(_run_chunk, chunks):
+            yield from results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # an interruption does not wait for the rest
+
+
+def _decoder_setting(job: _Job) -> dict[str, Any]:
+    """Thread type, threads per worker and overlap for this run: the thread type is
+    ``DECODER_THREAD_TYPE`` or, if None, the faster one on the first video file that decodes (a probe
+    of ``PROBE_FRAMES`` frames; only speed depends on it, the pixels are the same)."""
+    from mtpkdot.signals.video import fastest_thread_type
+
+    threads = _worker_threads(job.workers)
+    setting: dict[str, Any] = {"thread_type": DECODER_THREAD_TYPE or "AUTO", "threads": threads}
+    setting["overlap"] = _overlaps(job.workers)
+    videos = [n for n, m in job.data_cfg.modalities.items() if m.kind == "video"]
+    if DECODER_THREAD_TYPE is None and threads != 1 and videos and not job.sequence:
+        for row in job.rows[:3]:
+            path = Path(str(row.get(path_column(videos[0]))))
+            if not path.is_file() or path.suffix.lower() == ".npy":
+                continue
+            with contextlib.suppress(SampleError):
+                best, secs = fastest_thread_type(path, threads, PROBE_FRAMES)
+                setting.update(thread_type=best, probe_ms={k: round(1000 * v, 1) for k, v in secs.items()})
+                break
+    return setting
 
 
 # ----------------------------------------------------------------------------------------- prepare
@@ -544,6 +666,7 @@ class _Job:
     specs: dict[str, Any] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     status: Any = None
+    decoder: dict[str, Any] = field(default_factory=dict)
 
     @property
     def work(self) -> Path:
@@ -584,10 +707,24 @@ def prepare(
         return Store(store_dir)
     job = _Job(store_dir, data_cfg, manifest, key, int(workers or data_cfg.workers), strict, progress)
     job.rows = manifest.to_dict("records")
+    job.decoder = _decoder_setting(job)
+    DECODER_SETTING.clear()
+    DECODER_SETTING.update(job.decoder)
+    if progress:
+        log.info("decoder: %s", _describe(job.decoder))
     _open_work(job)
     _run(job, [(i, job.rows[i]) for i in _pending(job)], f"prepare {data_cfg.dataset}")
     _face_fallback(job)
     return _finish(job)
+
+
+def _describe(setting: dict[str, Any]) -> str:
+    n = setting["threads"]
+    threads = "FFmpeg's choice of threads" if n == 0 else f"{n} thread" + ("s" if n > 1 else "")
+    text = f"thread type {setting['thread_type']}, {threads} per worker"
+    if "probe_ms" in setting:
+        text += " (probe, " + ", ".join(f"{k} {v:.0f} ms" for k, v in setting["probe_ms"].items()) + ")"
+    return text + (", next video decoded ahead in a thread" if setting["overlap"] else "")
 
 
 def _open_work(job: _Job) -> None:
@@ -614,7 +751,8 @@ def _probe(job: _Job) -> None:
 
     n, early = len(job.rows), {}
     for i in range(n):
-        _, res, err, code = next(_results([(i, job.rows[i])], job.data_cfg, job.sequence, 1))
+        item = [(i, job.rows[i])]
+        ((_, res, err, code),) = _results(item, job.data_cfg, job.sequence, 1, job.decoder["thread_type"])
         if res is not None:
             break
         early[i] = _failure_code(job, i, str(err), code, final=False)
@@ -656,7 +794,7 @@ def _run(job: _Job, items: list[tuple[int, dict[str, Any]]], desc: str, final: b
 
     if not items:
         return
-    results = _results(items, job.data_cfg, job.sequence, job.workers)
+    results = _results(items, job.data_cfg, job.sequence, job.workers, job.decoder["thread_type"])
     bar = tqdm(results, total=len(items), desc=desc, unit="sample", disable=not job.progress)
     last_flush = time.monotonic()
     try:
