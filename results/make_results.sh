@@ -13,29 +13,30 @@
 # results/<setting>/, so each finished setting can be committed on its own. JOBS (default 2) worker
 # processes of one thread each share a setting's 15 (seed, fold) runs.
 #
-# Budget: every setting under 30 minutes and all under 2 hours on 2 CPU cores. Measured: ONE fold of ONE
-# seed of each setting (SEEDS=0 FOLDS=1 JOBS=1, one thread) on a 2-core machine shared with about 5 other
-# jobs (load 10-20: wall times were 6-9x the CPU times, so CPU time stands in for an idle core's wall time;
-# the fold's share of it is apportioned by its stages' wall time). Estimate = data and store + 15 folds x
-# fold / 2 workers, times 1.5 for what that proxy misses (process start-up, two workers on two cores,
-# the report over 15 folds). Re-time on an idle machine before relying on them.
+# Budget: every setting under 30 minutes and all under 2 hours on 2 CPU cores. Measured wall times of the
+# published run (2026-12-03, the 2-core machine of this project, JOBS=2; a helper's jobs ran beside it at
+# nice 19), from nothing (data generation, prepare, 15 folds, report):
 #
-# setting           what                                                  fold CPU  data+store  estimate
-# shared0           known-answer world, shared 0 (the truth: "no gain")   as shared1               ~9 min
-# shared1           known-answer world, shared 1 (the video holds what      32 s       130 s      ~9 min
-#                   the EDA teacher encodes)
-# shared1_finetune  shared1, the student's video backbone fine-tuned        88 s        57 s     ~18 min
-# shared1_crossfit  shared1, cross-fitted teacher-side features, K = 3      99 s        62 s     ~20 min
-# wes               video strength 3, EDA 0.3: video the stronger one     as shared1               ~9 min
-# lowdata           video 1, EDA 1, 8 training subjects per fold            33 s        92 s      ~9 min
-# affwild2          Affwild2-like: valence/arousal regression, video +      18 s        37 s      ~4 min
-#                   audio (privileged), joint cross-attention, CCC
-# physio            physiological student: EMG (prevalent), video          106 s        67 s     ~22 min
-#                   (privileged), reverse T-Net, mmt, synthetic Biovid B
-# all                                                                                          ~100 min
-# shared0 and wes were not timed: same sizes as shared1. The shared1_* settings reuse shared1's data
-# folder, so run after it they skip its generation. There is headroom: on an idle machine the Biovid
-# settings could take more subjects (more power for the paired tests) and stay inside 30 minutes.
+# setting           what                                                                 wall time
+# shared0           known-answer world, shared 0 (the truth: "no gain")                  11.5 min (*)
+# shared1           known-answer world, shared 1 (the video holds what the EDA            5.3 min
+#                   teacher encodes)
+# shared1_finetune  shared1, the student's video backbone fine-tuned                     10.7 min
+# shared1_crossfit  shared1, cross-fitted teacher-side features, K = 3                    10.6 min
+# wes               video strength 3, EDA 0.3: video the stronger one                     5.4 min
+# lowdata           video 1, EDA 1, 8 training subjects per fold                          3.1 min
+# affwild2          Affwild2-like: valence/arousal regression, video + audio              2.4 min
+#                   (privileged), joint cross-attention, CCC
+# physio            physiological student: EMG (prevalent), video (privileged),          9.6 min
+#                   reverse T-Net, mmt, synthetic Biovid B
+# all                                                                                    58.5 min
+# (*) includes generating the data shared by shared0 and lowdata, and one restart (its first attempt
+# failed on a report race, fixed by `run --no-report`; the finished folds were kept). The shared1_*
+# settings reuse shared1's data folder, so run after it they skip its generation. shared1_crossfit's
+# 10.6 min are its first, complete run; its published results come from rerunning every stage after the
+# backbones (2.2 min) once the cross-fitted features were mapped into the stage-1 coordinates (5d05efc).
+# Headroom: with about an hour for all eight, the Biovid settings could take more subjects (more power)
+# and stay inside the budget; the sizes were kept as fixed before the run.
 #
 # What was traded for the budget (all settings): the demo's model sizes (tiny3d width 8 on 8 x 32 x 32
 # clips instead of R3D-18 on 112 x 112, 64-d features, 10-20 epochs with early stopping) and 40 synthetic
