@@ -25,13 +25,13 @@ What it trades against the full pipeline, to run in minutes on 2 cores instead o
 - what a trained backbone extracts from a clip is modelled as that effect plus a per-subject offset
   (faces differ) and per-sample noise (head motion, lighting, blinks, talking), whose sizes
   (``--video-noise``, ``--subject-noise``) are set so that arm A scores about 73 % with a (seed, fold)
-  standard deviation of about 5 points, like the published video-only row (results/sew: 72.97 +- 5.23);
+  standard deviation of about 5 points, like the video-only row of the first publication (SEW, commit 2694a26: 72.97 +- 5.23);
   EDA evidence is the EDA effect plus noise (``--eda-noise``);
 - the classifier is a logistic regression on one feature, trained on the training + validation subjects
   of a fold (no epochs, no model selection); training randomness (initialisation, batch order) is a
   fresh perturbation of each arm's feature per (seed, fold) (``--run-noise``), set so that the standard
   deviation of the 15 paired differences between exchangeable arms is about 1.6 points, like the
-  published spread between each student and ``none`` (results/sew: 1.25 to 2.2 points). Common random
+  spread between each student and ``none`` in that publication (1.25 to 2.2 points, before common random numbers). Common random
   numbers (issue 12, item 2) should shrink that spread in the pipeline; rerun with ``--run-noise``
   matched to the new runs' spread (the table prints the simulated one) to update the answer.
 So the numbers say what the protocol and the test can resolve when fold-to-fold variation looks like

@@ -48,8 +48,10 @@ DISTILLED = ("cosine", "mse", "kl", "pkdot", "mtpkdot")
 
 
 def versus(test: CVComparison | None, metric: str) -> str:
-    if test is None or not test.ok:
+    if test is None:
         return "-"
+    if not test.ok:
+        return test.t.reason  # e.g. "all differences zero": identical results in every (seed, fold)
     t = test.t
     return (
         f"{t.mean:+.{2 if metric != 'accuracy' else 1}f} "
