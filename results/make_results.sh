@@ -53,7 +53,7 @@ SEEDS=${SEEDS:-0 1 2}
 FOLDS=${FOLDS:-1 2 3 4 5}
 JOBS=${JOBS:-2}
 
-SETTINGS=(shared0 shared1 shared1_finetune shared1_crossfit wes lowdata affwild2 physio)
+SETTINGS=(shared0 shared1 shared1_finetune shared1_crossfit wes lowdata affwild2 physio sweep)
 BIOVID=(--set data.synthetic.subjects=40 --set data.synthetic.samples_per_class=10 --set protocol.folds=5)
 SEW=(--set data.synthetic.video_strength=1.0 --set data.synthetic.physio_strength=1.0)
 AFFWILD2=(
@@ -98,6 +98,7 @@ setting() {
     lowdata) ARGS=(configs/demo.yaml sew "${BIOVID[@]}" "${SEW[@]}" --set protocol.train_subjects=8) ;;
     affwild2) ARGS=(configs/affwild2.yaml affwild2 "${AFFWILD2[@]}") ;;
     physio) ARGS=(configs/biovid_b_physio_student.yaml physio "${PHYSIO[@]}") ;;
+    sweep) ARGS=(configs/demo.yaml shared1 "${BIOVID[@]}" "${SEW[@]}" --set data.synthetic.shared=1.0) ;;
     *) echo "unknown setting '$1' (settings: ${SETTINGS[*]})" >&2; exit 2 ;;
   esac
 }
@@ -106,9 +107,29 @@ do_or_print() {  # a command, or its printout with DRY_RUN=1
   if [ -n "${DRY_RUN:-}" ]; then printf '%s\n' "$(printf '%q ' "$@")"; else "$@"; fi
 }
 
+# Fig. 7 and Table VI: student batch size x anchors x centroid term, MT-PKDOT and none per point, in the
+# shared-1 world (the one where the teacher's knowledge shows in the video), 5 folds x 3 seeds
+SWEEP_GRID=(--grid batch_size=16,32,64 --grid anchors=4,8,15 --grid centroid=none,similarity)
+
+run_sweep() {
+  local config=${ARGS[0]} data=${ARGS[1]} log=$OUT/sweep.log
+  local sets=("${ARGS[@]:2}" --set name=sweep --set "data.root=$OUT/data_$data" --set "seeds=[0, 1, 2]"
+    --set num_threads=2)
+  if [ -n "${DRY_RUN:-}" ]; then log=/dev/stdout; else mkdir -p "$OUT"; fi
+  echo "sweep: started $(date -u +%H:%M:%S), log $log"
+  do_or_print mtpkdot sweep "$config" --out "$OUT/sweep" --methods none,mtpkdot "${SWEEP_GRID[@]}" \
+    "${sets[@]}" > "$log" 2>&1 || { echo "sweep: failed, see $log" >&2; exit 1; }
+  [ -n "${DRY_RUN:-}" ] && return
+  mkdir -p results/sweep
+  (cd "$OUT/sweep" && cp -r $(ls -d sweep.csv sweep.json sweep_report.md sweep_report.html figures 2>/dev/null) \
+    "$OLDPWD/results/sweep/")
+  echo "sweep: done $(date -u +%H:%M:%S), results/sweep/"
+}
+
 run_setting() {
   local name=$1 config data run log
   setting "$name"
+  if [ "$name" = sweep ]; then run_sweep; return; fi
   config=${ARGS[0]} data=${ARGS[1]}
   local sets=("${ARGS[@]:2}" --set "name=$name" --set "data.root=$OUT/data_$data" --set num_threads=1)
   run=$OUT/$name log=$OUT/$name.log

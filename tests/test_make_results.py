@@ -24,7 +24,9 @@ SETTINGS = [
     "lowdata",
     "affwild2",
     "physio",
+    "sweep",
 ]
+RUN_SETTINGS = [s for s in SETTINGS if s != "sweep"]
 
 
 def _script(*args: str, dry: bool = True) -> subprocess.CompletedProcess:
@@ -50,7 +52,7 @@ def _overrides(argv: list[str]) -> list[str]:
     return [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
 
 
-@pytest.mark.parametrize("name", SETTINGS)
+@pytest.mark.parametrize("name", RUN_SETTINGS)
 def test_each_setting_runs_every_seed_and_fold_once_on_a_valid_config(name):
     res = _script(name)
     assert res.returncode == 0, res.stderr
@@ -82,3 +84,16 @@ def test_each_setting_runs_every_seed_and_fold_once_on_a_valid_config(name):
     expect = {"affwild2": ("synthetic_affwild2", ["video"]), "physio": ("synthetic_biovid", ["emg"])}
     dataset, prevalent = expect.get(name, ("synthetic_biovid", ["video"]))
     assert cfg.data.dataset == dataset and cfg.data.prevalent == prevalent
+
+
+def test_the_sweep_runs_the_grid_in_the_shared1_world_over_three_seeds():
+    res = _script("sweep")
+    assert res.returncode == 0, res.stderr
+    (cmd,) = [shlex.split(line) for line in res.stdout.splitlines() if line.startswith("mtpkdot ")]
+    assert cmd[1:3] == ["sweep", "configs/demo.yaml"]
+    assert cmd[cmd.index("--out") + 1] == "/nonexistent/results/sweep"
+    grids = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--grid"]
+    assert grids == ["batch_size=16,32,64", "anchors=4,8,15", "centroid=none,similarity"]
+    cfg = load_config(ROOT / cmd[2], _overrides(cmd))
+    assert cfg.seeds == [0, 1, 2] and cfg.protocol.folds == 5 and cfg.data.synthetic.shared == 1.0
+    assert cfg.data.root == Path("/nonexistent/results/data_shared1")  # shared1's data, generated once
