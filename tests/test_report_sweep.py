@@ -204,8 +204,15 @@ def test_sweep_report_figure_and_centroid_table(sweep_dir):
             else:
                 assert parse_mean_std(cell)[0] == pytest.approx(sel["mean"].iloc[0], abs=0.005)
     assert "MT-PKDOT with centroid `similarity` is above centroid `none`" in md
-    # every (seed, fold) pair differs by exactly +0.5: a two-sided exact test on 6 pairs gives 2/64
-    assert "p=0.031 (n=6)" in md
+    # every (seed, fold) pair differs by exactly +0.5: the corrected t-test has no spread to work with
+    # and says so, next to the mean paired difference (the run reports' test, not a Wilcoxon over pairs)
+    assert "similarity - none: Δ [95 % CI], corrected t-test" in table6[0]
+    assert all(
+        r["similarity - none: Δ [95 % CI], corrected t-test"].startswith("+0.50 ")
+        for r in table6
+        if r["centroid=none"] != "—"
+    )
+    assert "all differences equal (n=6)" in md and "corrected resampled t-test" in md
 
 
 def test_report_command_on_a_sweep_folder(sweep_dir):
