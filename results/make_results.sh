@@ -30,6 +30,9 @@
 # physio            physiological student: EMG (prevalent), video (privileged),          9.6 min
 #                   reverse T-Net, mmt, synthetic Biovid B
 # all                                                                                    58.5 min
+# sweep             shared1 data, batch 16/32/64 x anchors 4/8/15 x centroid, none +      23.3 min (**)
+#                   MT-PKDOT per point (Fig. 7, Table VI)
+# (**) about 12 of its minutes shared the 2 cores with a CI run and an install; not part of "all" above.
 # (*) includes generating the data shared by shared0 and lowdata, and one restart (its first attempt
 # failed on a report race, fixed by `run --no-report`; the finished folds were kept). The shared1_*
 # settings reuse shared1's data folder, so run after it they skip its generation. shared1_crossfit's
