@@ -187,6 +187,12 @@ def main() -> None:
             + false_positives(summaries["shared0"])
             + "\n"
         )
+    if (root / "sweep" / "sweep_report.md").is_file():
+        parts.append(
+            "## sweep: student batch size x anchors x centroid term (Fig. 7, Table VI)\n\n"
+            "[sweep report](sweep/sweep_report.md): MT-PKDOT and `none` per grid point on shared1's data, "
+            "with the corrected t-test of the centroid ablation.\n"
+        )
     text = "\n".join(parts)
     (root / "README.md").write_text(text)
     print(text)
