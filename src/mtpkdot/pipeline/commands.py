@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         """Generate the embedded synthetic dataset (Biovid layout: videos + biosignal CSVs), prepare it,
         run every stage and method on it, write the report and print the results table.
 
-        About 1.5 minutes and 0.6 GB on a 2-core CPU (benchmarks/bench_demo.py).
+        Under a minute and 0.6 GB on a quiet 2-core CPU (benchmarks/bench_demo.py).
         """
         from mtpkdot.pipeline.demo import demo_config
 
