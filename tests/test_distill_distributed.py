@@ -74,6 +74,10 @@ def _worker(r: int, port: int, out_dir: str) -> None:
             },
             Path(out_dir) / f"rank{r}.pt",
         )
+        # DDP's reducer must go before its process group: destroyed after it, gloo can abort the process
+        # ("terminate called without an active exception", SIGABRT; seen once in CI)
+        del model, feats, out
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
