@@ -8,8 +8,8 @@ epoch on the fold's validation subjects and are tested once on its test subjects
 (``<out>/oracle.json``) the test accuracy per fold, mean +- std over folds, and the paired difference
 oracle - lower bound.
 
-    python results/oracle.py --out /tmp/oracle            # shared 0 and 1, 5 folds x 3 seeds
-    python results/oracle.py --out /tmp/o1 --shared 1 --set data.synthetic.subjects=40
+    python results/oracle.py --out runs/oracle            # shared 0 and 1, 5 folds x 3 seeds
+    python results/oracle.py --out runs/oracle1 --shared 1 --set data.synthetic.subjects=40
 
 Seed s is partition s, as in a run (repeated cross-validation); the paired differences are tested with
 the corrected resampled t-test of :mod:`mtpkdot.report.stats` (the report's leading test).
@@ -170,7 +170,9 @@ def main() -> None:
         res = run_world(args.out, s, args)
         out[f"shared={s:g}"] = {"per_fold": res, "summary": summary(res)}
         print(json.dumps(out[f"shared={s:g}"]["summary"]))
-    out["settings"] = {**vars(args), "out": str(args.out), "seconds": round(time.time() - t0)}
+    # the work folder is left out: a committed oracle.json must not name the folders of the machine that made it
+    settings = {k: v for k, v in vars(args).items() if k != "out"}
+    out["settings"] = {**settings, "seconds": round(time.time() - t0)}
     (args.out / "oracle.json").write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
 

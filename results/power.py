@@ -1,7 +1,7 @@
 """How large a true difference can the default protocol detect? A power estimate on the synthetic data.
 
     python results/power.py [--reps 1000] [--workers 2] [--out results/power]     (full: a few minutes on 2 cores)
-    python results/power.py --reps 40 --out /tmp/power                             (a quick check)
+    python results/power.py --reps 40 --out runs/power                             (a quick check)
 
 The default protocol of the published results (results/make_results.sh): 40 synthetic subjects (BL1 vs
 PA4, 8 samples per class), 5 subject-wise folds x 3 seeds, seed s -> subject partition s, inner validation

@@ -1,7 +1,7 @@
 """Which epoch should a student keep? Selection rules measured on validation curves of the synthetic data.
 
-    python results/selection.py --out /tmp/selection                  (demo config, 3 folds x 2 seeds)
-    python results/selection.py --out /tmp/selection --analyse-only   (re-read finished runs)
+    python results/selection.py --out runs/selection                  (demo config, 3 folds x 2 seeds)
+    python results/selection.py --out runs/selection --analyse-only   (re-read finished runs)
 
 Issue 12 item 5: in published runs every student's validation metric peaked at epoch 1-2, i.e. model
 selection kept a student that distillation had barely touched. This script trains every student of the
