@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +26,7 @@ from mtpkdot.report.tables import (
     ALPHA,
     aggregate,
     comparisons,
+    decimals,
     fmt,
     format_mean_std,
     markdown_table,
@@ -47,6 +49,23 @@ REFS = {"lower_bound": "L", "none": "N", "pkdot": "P"}
 DISTILLED = ("cosine", "mse", "kl", "pkdot", "mtpkdot")
 
 
+@dataclass
+class Setting:
+    """One setting's summary.csv with its aggregate and every paired test, computed once."""
+
+    summary: pd.DataFrame
+    agg: pd.DataFrame = field(init=False)
+    tests: dict[tuple[str, str, str], CVComparison] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.agg, self.tests = aggregate(self.summary), comparisons(self.summary)
+
+
+def diff(value: float, metric: str) -> str:
+    """A paired difference: one decimal fewer than the table's means."""
+    return f"{value:+.{decimals(metric) - 1}f}"
+
+
 def versus(test: CVComparison | None, metric: str) -> str:
     if test is None:
         return "-"
@@ -54,14 +73,12 @@ def versus(test: CVComparison | None, metric: str) -> str:
         return test.t.reason  # e.g. "all differences zero": identical results in every (seed, fold)
     t = test.t
     return (
-        f"{t.mean:+.{2 if metric != 'accuracy' else 1}f} "
-        f"[{t.ci_low:+.{2 if metric != 'accuracy' else 1}f}, {t.ci_high:+.{2 if metric != 'accuracy' else 1}f}],"
-        f" {test.describe_p()}"
+        f"{diff(t.mean, metric)} [{diff(t.ci_low, metric)}, {diff(t.ci_high, metric)}], {test.describe_p()}"
     )
 
 
-def setting_table(summary: pd.DataFrame) -> str:
-    tests, agg, blocks = comparisons(summary), aggregate(summary), []
+def setting_table(st: Setting) -> str:
+    summary, tests, agg, blocks = st.summary, st.tests, st.agg, []
     present = set(summary["method"])
     refs = [r for r in REFS if r in present]
     for metric in table_metrics(summary):
@@ -76,11 +93,11 @@ def setting_table(summary: pd.DataFrame) -> str:
     return "\n\n".join(blocks)
 
 
-def headline_rows(name: str, summary: pd.DataFrame) -> list[list[str]]:
+def headline_rows(name: str, st: Setting) -> list[list[str]]:
     """One row per metric of a setting: the lower bound, then none, PKDOT, MT-PKDOT, the best distilled
     student and the teacher as mean (Δ vs lower bound, corrected p)."""
-    tests, agg, rows = comparisons(summary), aggregate(summary), []
-    for metric in table_metrics(summary):
+    tests, agg, rows = st.tests, st.agg, []
+    for metric in table_metrics(st.summary):
         mean = agg[agg["metric"] == metric].set_index("method")["mean"]
         best = max((m for m in DISTILLED if m in mean.index), key=lambda m: mean[m], default=None)
 
@@ -88,8 +105,7 @@ def headline_rows(name: str, summary: pd.DataFrame) -> list[list[str]]:
             if m is None or m not in mean.index:
                 return "-"
             t = tests.get((m, "lower_bound", metric))
-            d = 2 if metric != "accuracy" else 1
-            vs = f" ({t.t.mean:+.{d}f}, {t.describe_p()})" if t is not None and t.ok else ""
+            vs = f" ({diff(t.t.mean, metric)}, {t.describe_p()})" if t is not None and t.ok else ""
             return f"{fmt(mean[m], metric)}{vs}"
 
         label = name if metric == "accuracy" else f"{name} ({metric})"
@@ -111,11 +127,11 @@ def headline_rows(name: str, summary: pd.DataFrame) -> list[list[str]]:
 HEADLINE = ["setting", "lower_bound", "none", "pkdot", "mtpkdot", "best distilled", "teacher"]
 
 
-def gap_closed(summary: pd.DataFrame) -> list[str]:
+def gap_closed(st: Setting) -> list[str]:
     """(best student - lower_bound) / (teacher - lower_bound) per metric, the best student by mean; a
     ratio over a teacher gap that is not significant is flagged, it means little."""
-    agg, out, tests = aggregate(summary), [], comparisons(summary)
-    for metric in table_metrics(summary):
+    agg, out, tests = st.agg, [], st.tests
+    for metric in table_metrics(st.summary):
         mean = agg[agg["metric"] == metric].set_index("method")["mean"]
         if not {"lower_bound", "teacher"} <= set(mean.index):
             continue
@@ -134,13 +150,9 @@ def gap_closed(summary: pd.DataFrame) -> list[str]:
     return out
 
 
-def false_positives(summary: pd.DataFrame) -> str:
+def false_positives(st: Setting) -> str:
     """How many comparisons of a privileged-information student reach p < ALPHA (null world)."""
-    tests = [
-        t
-        for (m, ref, _), t in comparisons(summary).items()
-        if m in ("none", *DISTILLED) and ref in REFS and t.ok
-    ]
+    tests = [t for (m, ref, _), t in st.tests.items() if m in ("none", *DISTILLED) and ref in REFS and t.ok]
     t_hits = sum(t.p < ALPHA for t in tests)
     w_hits = sum((not math.isnan(t.p_wilcoxon)) and t.p_wilcoxon < ALPHA for t in tests)
     return (
@@ -165,16 +177,16 @@ def main() -> None:
         "(Nadeau & Bengio 2003; n2/n1 = 1/4, the design ratio, exact for these equal folds). Every "
         "student of a (seed, fold) shares its initial weights and batch order (common random numbers).\n",
     ]
-    summaries = {s: read_summary(p) for s, p in found.items()}
-    rows = [r for name, summary in summaries.items() for r in headline_rows(name, summary)]
+    summaries = {s: Setting(read_summary(p)) for s, p in found.items()}
+    rows = [r for name, st in summaries.items() for r in headline_rows(name, st)]
     parts.append(
         "## Overview\n\nMean over the 15 (seed, fold) results; in brackets the mean paired difference to "
         "the lower bound and the corrected t-test's p.\n\n" + markdown_table(HEADLINE, rows) + "\n"
     )
-    for name, summary in summaries.items():
+    for name, st in summaries.items():
         parts.append(f"## {name}: {SETTINGS[name]}\n\n[report]({name}/report.md)\n")
-        parts.append(setting_table(summary) + "\n")
-        gaps = gap_closed(summary)
+        parts.append(setting_table(st) + "\n")
+        gaps = gap_closed(st)
         if gaps:
             parts.append(
                 "Gap closed, (best student - lower bound) / (teacher - lower bound): "
