@@ -119,6 +119,14 @@ do_or_print() {  # a command, or its printout with DRY_RUN=1
 # shared-1 world (the one where the teacher's knowledge shows in the video), 5 folds x 3 seeds
 SWEEP_GRID=(--grid batch_size=16,32,64 --grid anchors=4,8,15 --grid centroid=none,similarity)
 
+publish() {  # publish NAME RUN_DIR FILE...: copy the light outputs that exist to results/NAME/
+  local name=$1 run=$2
+  shift 2
+  mkdir -p "results/$name"
+  (cd "$run" && cp -r $(ls -d "$@" 2>/dev/null) "$OLDPWD/results/$name/")
+  echo "$name: done $(date -u +%H:%M:%S), results/$name/"
+}
+
 run_sweep() {
   local config=${ARGS[0]} data=${ARGS[1]} log=$OUT/sweep.log
   local sets=("${ARGS[@]:2}" --set name=sweep --set "data.root=$OUT/data_$data" --set "seeds=[0, 1, 2]"
@@ -128,10 +136,7 @@ run_sweep() {
   do_or_print mtpkdot sweep "$config" --out "$OUT/sweep" --methods none,mtpkdot "${SWEEP_GRID[@]}" \
     "${sets[@]}" > "$log" 2>&1 || { echo "sweep: failed, see $log" >&2; exit 1; }
   [ -n "${DRY_RUN:-}" ] && return
-  mkdir -p results/sweep
-  (cd "$OUT/sweep" && cp -r $(ls -d sweep.csv sweep.json sweep_report.md sweep_report.html figures 2>/dev/null) \
-    "$OLDPWD/results/sweep/")
-  echo "sweep: done $(date -u +%H:%M:%S), results/sweep/"
+  publish sweep "$OUT/sweep" sweep.csv sweep.json sweep_report.md sweep_report.html figures
 }
 
 run_setting() {
@@ -161,10 +166,7 @@ run_setting() {
   do_or_print mtpkdot evaluate "$run" >> "$log" 2>&1
   do_or_print mtpkdot report "$run" >> "$log" 2>&1
   [ -n "${DRY_RUN:-}" ] && return
-  mkdir -p "results/$name"
-  (cd "$run" && cp -r $(ls -d summary.csv results.csv report.md report.html figures 2>/dev/null) \
-    "$OLDPWD/results/$name/")
-  echo "$name: done $(date -u +%H:%M:%S), results/$name/"
+  publish "$name" "$run" summary.csv results.csv report.md report.html figures
 }
 
 if [ $# -eq 0 ]; then
