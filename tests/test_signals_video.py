@@ -109,3 +109,91 @@ def test_thread_type_does_not_change_the_frames(tmp_path: Path, monkeypatch, thr
     monkeypatch.setattr(video, "DECODER_THREAD_TYPE", thread_type)
     monkeypatch.setattr(video, "DECODER_THREADS", 2)
     np.testing.assert_array_equal(decode_frames(path, [1, 7, 19])[0], reference)
+
+
+def _b_frame_video(path: Path, n: int = 40) -> Path:
+    # x264 with 3 B-frames between references and no B-pyramid: every B-frame is a non-reference frame
+    import av
+
+    if "libx264" not in av.codecs_available:
+        pytest.skip("this PyAV build has no libx264")
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        vs = container.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.options = {"preset": "fast", "x264-params": "bframes=3:b-adapt=0:b-pyramid=none:scenecut=0"}
+        for i in range(n):
+            frame = np.roll(base, 2 * i, axis=1)  # motion, so that every frame carries new content
+            for pkt in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(pkt)
+        for pkt in vs.encode():
+            container.mux(pkt)
+    return path
+
+
+class _CountingPacket:
+    """A demuxed packet that counts the frames its decoding gives out."""
+
+    def __init__(self, packet, counter: list[int]) -> None:
+        self.packet, self.size, self.pts, self.counter = packet, packet.size, packet.pts, counter
+
+    def decode(self):
+        frames = self.packet.decode()
+        self.counter[0] += len(frames)
+        return frames
+
+
+def test_skipping_unsampled_frames_keeps_the_sampled_ones_bit_identical(tmp_path: Path, monkeypatch) -> None:
+    import av
+
+    from mtpkdot.signals import video
+
+    path = _b_frame_video(tmp_path / "b.mp4")
+    picks = [1, 2, 13, 22, 38, 39, 60]  # non-reference frames among them; 60 is past the end
+    monkeypatch.setattr(video, "SKIP_UNUSED", False)
+    everything, _ = decode_frames(path, picks)
+    monkeypatch.setattr(video, "SKIP_UNUSED", True)
+    np.testing.assert_array_equal(decode_frames(path, picks)[0], everything)
+    # ... and the skipping decodes fewer frames than it would without (its B-frames are not needed)
+    counts = {}
+    for skip in (False, True):
+        counter = [0]
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            packets = [_CountingPacket(p, counter) for p in container.demux(stream)]
+            ranks = video._display_ranks(packets)
+            if skip:
+                got = video._decode_skipping(stream, packets, ranks, set(picks))
+                assert sorted(got) == [1, 2, 13, 22, 38, 39]
+            else:
+                for p in packets:
+                    p.decode()
+        counts[skip] = counter[0]
+    with av.open(str(path)) as container:
+        b_frames = {
+            i for i, f in enumerate(container.decode(video=0)) if f.pict_type == av.video.frame.PictureType.B
+        }
+    assert len(b_frames) > 20  # the encoder settings gave the stream its B-frames
+    assert counts[False] == 40 and counts[True] == 40 - len(b_frames - set(picks))
+
+
+def test_unusual_timestamps_fall_back_to_counting_frames(tmp_path: Path, monkeypatch) -> None:
+    from mtpkdot.signals import video
+
+    class Packet:
+        def __init__(self, pts, size=1) -> None:
+            self.pts, self.size = pts, size
+
+    assert video._display_ranks([Packet(0), Packet(1024), Packet(512), Packet(None, 0)]) == {
+        0: 0,
+        512: 1,
+        1024: 2,
+    }
+    assert video._display_ranks([Packet(0), Packet(None)]) is None
+    assert video._display_ranks([Packet(0), Packet(0)]) is None
+    path = _b_frame_video(tmp_path / "b.mp4")
+    picks = [3, 17, 39, 50]
+    reference, _ = decode_frames(path, picks)
+    monkeypatch.setattr(video, "_display_ranks", lambda packets: None)
+    np.testing.assert_array_equal(decode_frames(path, picks)[0], reference)

@@ -20,8 +20,9 @@ seconds (after the arrays), keyed by a hash of the preparation settings and the 
 continues where it stopped; a finished store with the same key is returned without work.
 
 Speed: the video decoder's thread type is the faster of SLICE and AUTO on the run's first video (a short
-probe; the pixels are the same either way), and a worker with two cores or more decodes the next
-sample's videos in a background thread while the current one is finished (same results, same order).
+probe; the pixels are the same either way), frames that no sampled frame needs are not decoded
+(``signals.video.SKIP_UNUSED``), and a worker with two cores or more decodes the next sample's videos
+in a background thread while the current one is finished (same results, same order).
 """
 
 from __future__ import annotations

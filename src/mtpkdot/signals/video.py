@@ -1,13 +1,14 @@
 """Video decoding (PyAV), frame folders, TSN-style frame sampling, face crop and resize.
 
 Everything returns RGB ``uint8`` arrays ``T x H x W x 3``. Decoding keeps only the frames it needs, so a
-full-resolution Biovid video (1388 x 1038, 138 frames) never sits in memory whole.
+full-resolution Biovid video (1388 x 1038, 138 frames) never sits in memory whole, and skips decoding
+the frames that neither it nor any frame it needs refers to (:data:`SKIP_UNUSED`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,8 @@ def decode_frames(
             if pick is not None:
                 n = _frame_count(stream, fps)
                 indices = None if n <= 0 else [int(i) for i in pick(n, fps)]
-            got = _decode_wanted(container, stream, indices)
+            skip = SKIP_UNUSED and Path(path).stat().st_size <= SKIP_MAX_BYTES
+            got = _decode_wanted(container, stream, indices, skip)
     except (av.FFmpegError, IndexError, OSError, ValueError) as exc:
         raise SampleError(f"cannot decode video {path}: {exc}") from None
     if not got:
@@ -148,13 +150,24 @@ def _frame_count(stream: Any, fps: float) -> int:
     return n
 
 
-def _decode_wanted(container: Any, stream: Any, indices: Sequence[int] | None) -> dict[int, Any]:
-    """Frames at ``indices`` (every frame if None), stopping after the last one needed."""
+def _decode_wanted(
+    container: Any, stream: Any, indices: Sequence[int] | None, skip: bool = False
+) -> dict[int, Any]:
+    """Frames at ``indices`` (every frame if None), stopping after the last one needed; ``skip``: frames
+    that are neither wanted nor referenced are not decoded (:data:`SKIP_UNUSED`)."""
+    packets: Iterable[Any] = container.demux(stream)
+    if indices is not None and skip:
+        packets = list(packets)
+        ranks = _display_ranks(packets)
+        got = None if ranks is None else _decode_skipping(stream, packets, ranks, set(map(int, indices)))
+        if got is not None:
+            return got
+        stream.codec_context.flush_buffers()  # unusual timestamps: count the frames, as below
     wanted = None if indices is None else set(int(i) for i in indices)
     last_needed = None if wanted is None else max(wanted)
-    got: dict[int, Any] = {}
+    got = {}
     last, frame = None, None
-    for i, frame in enumerate(container.decode(stream)):
+    for i, frame in enumerate(f for packet in packets for f in packet.decode()):
         if wanted is None or i in wanted:
             got[i] = frame
         last = i
@@ -163,6 +176,45 @@ def _decode_wanted(container: Any, stream: Any, indices: Sequence[int] | None) -
     if last is not None and last not in got:
         got[last] = frame
     return got
+
+
+# Skip decoding what no sampled frame needs: a frame that is not sampled and that no other frame refers
+# to (a non-reference B-frame: half the frames of a default x264 stream) is dropped by FFmpeg before it
+# is decoded. The frames kept are bit-identical (nothing refers to the dropped ones). The compressed
+# packets are read first (to rank their timestamps), so only for files up to SKIP_MAX_BYTES.
+SKIP_UNUSED = True
+SKIP_MAX_BYTES = 256 * 2**20
+
+
+def _display_ranks(packets: Sequence[Any]) -> dict[int, int] | None:
+    """Display index of each packet's frame (the rank of its timestamp), or None where timestamps are
+    missing or repeated (then the frames are counted as they come out, which needs every one decoded)."""
+    pts = [p.pts for p in packets if p.size]
+    if not pts or any(t is None for t in pts) or len(set(pts)) != len(pts):
+        return None
+    return {t: i for i, t in enumerate(sorted(pts))}
+
+
+def _decode_skipping(
+    stream: Any, packets: Sequence[Any], ranks: dict[int, int], wanted: set[int]
+) -> dict[int, Any] | None:
+    """The wanted frames (by display index; an index past the end gets the last frame), each packet
+    decoded only if its frame is wanted or a reference; None if a wanted frame did not come out."""
+    n = len(ranks)
+    need = {i for i in wanted if i < n} | ({n - 1} if max(wanted) >= n else set())
+    ctx, got = stream.codec_context, {}
+    try:
+        for packet in packets:
+            if packet.size:
+                ctx.skip_frame = "DEFAULT" if ranks[packet.pts] in need else "NONREF"
+            for frame in packet.decode():
+                if ranks.get(frame.pts) in need:
+                    got[ranks[frame.pts]] = frame
+            if len(got) == len(need):
+                break
+    finally:
+        ctx.skip_frame = "DEFAULT"
+    return got if len(got) == len(need) else None
 
 
 # one reformatter per thread (``prepare`` decodes in a background thread): a scaler context is not
