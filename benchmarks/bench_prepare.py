@@ -321,11 +321,11 @@ def _real_size(args: argparse.Namespace) -> None:
     if args.baseline_src:
         base = {w: _measure(root, w, real=True, src=args.baseline_src) for w in (1, 2)}
         res["baseline"] = {
-            "src": args.baseline_src,
+            "src": _commit_of(args.baseline_src),
             **{f"prepare_per_s_{w}": r["samples_per_s"] for w, r in base.items()},
         }
         print(
-            f"baseline {args.baseline_src}: "
+            f"baseline {res['baseline']['src']}: "
             + ", ".join(f"{w} worker(s) {r['samples_per_s']:.2f} samples/s" for w, r in base.items())
         )
     res["load_average_end"] = list(os.getloadavg())
@@ -337,6 +337,13 @@ def _real_size(args: argparse.Namespace) -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=1))
+
+
+def _commit_of(src: str) -> str:
+    """The commit of the git checkout holding ``src`` (the JSON names no folder of this machine), or
+    ``src`` as given outside git."""
+    out = subprocess.run(["git", "-C", src, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return f"commit {out.stdout.strip()}" if out.returncode == 0 else src
 
 
 def _setting(run: dict) -> str:
