@@ -159,13 +159,13 @@ def _decode_wanted(
     if indices is not None and skip:
         packets = list(packets)
         ranks = _display_ranks(packets)
-        got = None if ranks is None else _decode_skipping(stream, packets, ranks, set(map(int, indices)))
-        if got is not None:
-            return got
+        kept = None if ranks is None else _decode_skipping(stream, packets, ranks, set(map(int, indices)))
+        if kept is not None:
+            return kept
         stream.codec_context.flush_buffers()  # unusual timestamps: count the frames, as below
     wanted = None if indices is None else set(int(i) for i in indices)
     last_needed = None if wanted is None else max(wanted)
-    got = {}
+    got: dict[int, Any] = {}
     last, frame = None, None
     for i, frame in enumerate(f for packet in packets for f in packet.decode()):
         if wanted is None or i in wanted:
