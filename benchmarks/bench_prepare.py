@@ -119,8 +119,16 @@ def main() -> None:
     ap.add_argument(
         "--data",
         type=Path,
-        default=Path.home() / ".cache" / "mtpkdot" / "bench_real_size",
-        help="--real-size: where the videos are written (reused when present)",
+        default=None,
+        help="--real-size: where the videos are written (reused when present); default "
+        "~/.cache/mtpkdot/bench_real_size (with --bframes N: bench_real_size_bframesN)",
+    )
+    ap.add_argument(
+        "--bframes",
+        type=int,
+        default=None,
+        help="--real-size: x264 B-frames between references (default: the preset's 3; 0: a stream "
+        "without B-frames, where prepare has no frame to skip)",
     )
     ap.add_argument("--baseline-src", default=None, help="--real-size: also time this source tree's prepare")
     ap.add_argument("--levers", action="store_true", help="--real-size: also time the video-path levers")
@@ -263,7 +271,13 @@ def _real_size(args: argparse.Namespace) -> None:
     load_start = os.getloadavg()
     t0 = time.perf_counter()
     # every 6th sample has the upper face covered on the first probe frames (more probes find it)
-    root = make_photo_biovid(args.data, args.subjects, args.samples_per_class, partly_every=6)
+    cache = Path.home() / ".cache" / "mtpkdot"
+    data = args.data or cache / (
+        "bench_real_size" + ("" if args.bframes is None else f"_bframes{args.bframes}")
+    )
+    root = make_photo_biovid(
+        data, args.subjects, args.samples_per_class, partly_every=6, bframes=args.bframes
+    )
     videos = sorted(root.glob("video/*/*.mp4"))
     print(
         f"{len(videos)} videos at 1388 x 1038 in {root} ({time.perf_counter() - t0:.0f} s to write or find)"
@@ -286,7 +300,9 @@ def _real_size(args: argparse.Namespace) -> None:
             "size": [1388, 1038],
             "fps": 25,
             "seconds": 5.5,
-            "codec": "H.264 (libx264 superfast, crf 23)",
+            "codec": "H.264 (libx264 superfast, crf 23"
+            + ("" if args.bframes is None else f", bframes {args.bframes}")
+            + ")",
             "rounds": args.rounds,
             "cpus": len(os.sched_getaffinity(0)),
         },

@@ -148,3 +148,21 @@ def test_overlap_and_thread_type_give_the_sequential_store(
     # decoded in the decode thread
     assert len(threads) == 12 + 2 + 4 and all(t.startswith("mtpkdot-decode") for t in threads)
     assert _digests(overlapped) == _digests(sequential)
+
+
+def test_h264_writer_b_frames_setting(tmp_path: Path) -> None:
+    # the real-size benchmark's stream without B-frames (--bframes 0), where prepare has nothing to skip
+    import av
+
+    from mtpkdot.data.photo_faces import write_h264
+
+    yy, xx = np.mgrid[0:96, 0:128]
+    waves = [128 + 60 * np.sin((xx + 2 * i) / 9) * np.cos((yy - i) / 7) for i in range(30)]
+    frames = [np.repeat(w[..., None], 3, axis=2).astype(np.uint8) for w in waves]  # smooth motion
+    types = {}
+    for bframes in (None, 0):
+        write_h264(tmp_path / f"{bframes}.mp4", frames, bframes=bframes)
+        with av.open(str(tmp_path / f"{bframes}.mp4")) as container:
+            types[bframes] = {f.pict_type for f in container.decode(video=0)}
+    assert av.video.frame.PictureType.B in types[None]
+    assert av.video.frame.PictureType.B not in types[0]

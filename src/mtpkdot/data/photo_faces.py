@@ -99,8 +99,15 @@ def render_frames(
     return frames, boxes
 
 
-def write_h264(path: Path, frames: list[np.ndarray], fps: int = FPS, preset: str = "superfast") -> None:
-    """Encode RGB frames to H.264 mp4 (``preset`` superfast: CABAC and B-frames, like camera output)."""
+def write_h264(
+    path: Path,
+    frames: list[np.ndarray],
+    fps: int = FPS,
+    preset: str = "superfast",
+    bframes: int | None = None,
+) -> None:
+    """Encode RGB frames to H.264 mp4 (``preset`` superfast: CABAC and B-frames, like camera output;
+    ``bframes``: x264's number of B-frames between references instead of the preset's 3)."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +116,8 @@ def write_h264(path: Path, frames: list[np.ndarray], fps: int = FPS, preset: str
         vs = container.add_stream("libx264", rate=fps)
         vs.width, vs.height, vs.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
         vs.options = {"preset": preset, "crf": "23"}
+        if bframes is not None:
+            vs.options = {**vs.options, "x264-params": f"bframes={bframes}"}
         for f in frames:
             for pkt in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 container.mux(pkt)
@@ -163,12 +172,13 @@ def make_photo_biovid(
     partly_every: int = 0,
     blind_subjects: int = 0,
     seed: int = 0,
+    bframes: int | None = None,
 ) -> Path:
     """Write a Biovid part-B layout (BL1 and PA4) of face-photo videos under ``root``; returns ``root``.
 
     ``hidden_every`` / ``partly_every`` cover the upper half of the face in some samples of each subject
     (:func:`hidden_frames`); the last ``blind_subjects`` subjects have it covered in every frame of every
-    sample (no detector can find them). Existing files are reused (a
+    sample (no detector can find them). ``bframes``: see :func:`write_h264`. Existing files are reused (a
     finished video or CSV is not rendered again), so a benchmark can call this every run.
     """
     import pandas as pd
@@ -203,7 +213,7 @@ def make_photo_biovid(
                 video.with_suffix(".faces.json").write_text(
                     json.dumps(boxes)
                 )  # before the video: reuse needs both
-                write_h264(video, frames)
+                write_h264(video, frames, bframes=bframes)
             bio = root / "biosignals_filtered" / subject / f"{name}_bio.csv"
             if not bio.is_file():
                 write_bio_csv(bio, np.random.default_rng([seed, s, k]), duration)
