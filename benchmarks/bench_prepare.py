@@ -17,6 +17,7 @@ buffers and memory-mapped pages.
     python benchmarks/bench_prepare.py --json bench_prepare.json            # 20 subjects (400 samples)
     python benchmarks/bench_prepare.py --subjects 4 --samples-per-class 2   # a tiny check
     python benchmarks/bench_prepare.py --real-size --json benchmarks/results/prepare_real.json
+    python benchmarks/bench_prepare.py --real-size --bframes 0 --json benchmarks/results/prepare_real_bframes0.json
 """
 
 from __future__ import annotations
