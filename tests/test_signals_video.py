@@ -197,3 +197,28 @@ def test_unusual_timestamps_fall_back_to_counting_frames(tmp_path: Path, monkeyp
     reference, _ = decode_frames(path, picks)
     monkeypatch.setattr(video, "_display_ranks", lambda packets: None)
     np.testing.assert_array_equal(decode_frames(path, picks)[0], reference)
+
+
+def test_codecs_without_one_frame_per_packet_are_not_skipped(tmp_path: Path, monkeypatch) -> None:
+    # MPEG-4 part 2 can pack two frames in one packet: its frames are counted as they come out
+    import av
+
+    from mtpkdot.signals import video
+
+    path = tmp_path / "m.mp4"
+    with av.open(str(path), "w") as container:
+        vs = container.add_stream("mpeg4", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 32, 32, "yuv420p"
+        for i in range(20):
+            frame = np.full((32, 32, 3), 10 * i, np.uint8)
+            for pkt in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(pkt)
+        for pkt in vs.encode():
+            container.mux(pkt)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("frames of an mpeg4 stream were skipped")
+
+    monkeypatch.setattr(video, "_decode_skipping", refuse)
+    frames, _ = decode_frames(path, [15, 2, 30])
+    np.testing.assert_allclose(frames.reshape(3, -1).mean(axis=1), [150, 20, 190], atol=6)

@@ -96,7 +96,11 @@ def decode_frames(
             if pick is not None:
                 n = _frame_count(stream, fps)
                 indices = None if n <= 0 else [int(i) for i in pick(n, fps)]
-            skip = SKIP_UNUSED and Path(path).stat().st_size <= SKIP_MAX_BYTES
+            skip = (
+                SKIP_UNUSED
+                and stream.codec_context.name in SKIP_CODECS
+                and Path(path).stat().st_size <= SKIP_MAX_BYTES
+            )
             got = _decode_wanted(container, stream, indices, skip)
     except (av.FFmpegError, IndexError, OSError, ValueError) as exc:
         raise SampleError(f"cannot decode video {path}: {exc}") from None
@@ -181,9 +185,12 @@ def _decode_wanted(
 # Skip decoding what no sampled frame needs: a frame that is not sampled and that no other frame refers
 # to (a non-reference B-frame: half the frames of a default x264 stream) is dropped by FFmpeg before it
 # is decoded. The frames kept are bit-identical (nothing refers to the dropped ones). The compressed
-# packets are read first (to rank their timestamps), so only for files up to SKIP_MAX_BYTES.
+# packets are read first (to rank their timestamps), so only for files up to SKIP_MAX_BYTES. Only for
+# codecs whose packets are whole frames, one each (MPEG-4 part 2 in AVI can pack two frames in a packet,
+# VP8 can send a frame that is never shown): there the display index is the packet's timestamp rank.
 SKIP_UNUSED = True
 SKIP_MAX_BYTES = 256 * 2**20
+SKIP_CODECS = frozenset({"h264", "hevc"})
 
 
 def _display_ranks(packets: Sequence[Any]) -> dict[int, int] | None:
