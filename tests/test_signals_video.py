@@ -199,15 +199,21 @@ def test_unusual_timestamps_fall_back_to_counting_frames(tmp_path: Path, monkeyp
     np.testing.assert_array_equal(decode_frames(path, picks)[0], reference)
 
 
-def test_codecs_without_one_frame_per_packet_are_not_skipped(tmp_path: Path, monkeypatch) -> None:
-    # MPEG-4 part 2 can pack two frames in one packet: its frames are counted as they come out
+@pytest.mark.parametrize(("codec", "suffix"), [("mpeg4", "mp4"), ("libx264", "ts")])
+def test_streams_without_one_frame_per_packet_are_not_skipped(
+    tmp_path: Path, monkeypatch, codec, suffix
+) -> None:
+    # MPEG-4 part 2 can pack two frames in one packet, MPEG-TS can carry an interlaced frame's fields in
+    # two: their frames are counted as they come out
     import av
 
     from mtpkdot.signals import video
 
-    path = tmp_path / "m.mp4"
+    if codec not in av.codecs_available:
+        pytest.skip(f"this PyAV build has no {codec}")
+    path = tmp_path / f"v.{suffix}"
     with av.open(str(path), "w") as container:
-        vs = container.add_stream("mpeg4", rate=25)
+        vs = container.add_stream(codec, rate=25)
         vs.width, vs.height, vs.pix_fmt = 32, 32, "yuv420p"
         for i in range(20):
             frame = np.full((32, 32, 3), 10 * i, np.uint8)
@@ -217,7 +223,7 @@ def test_codecs_without_one_frame_per_packet_are_not_skipped(tmp_path: Path, mon
             container.mux(pkt)
 
     def refuse(*args, **kwargs):
-        raise AssertionError("frames of an mpeg4 stream were skipped")
+        raise AssertionError(f"frames of a {codec} .{suffix} stream were skipped")
 
     monkeypatch.setattr(video, "_decode_skipping", refuse)
     frames, _ = decode_frames(path, [15, 2, 30])

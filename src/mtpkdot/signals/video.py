@@ -99,6 +99,7 @@ def decode_frames(
             skip = (
                 SKIP_UNUSED
                 and stream.codec_context.name in SKIP_CODECS
+                and not SKIP_CONTAINERS.isdisjoint(container.format.name.split(","))
                 and Path(path).stat().st_size <= SKIP_MAX_BYTES
             )
             got = _decode_wanted(container, stream, indices, skip)
@@ -187,10 +188,13 @@ def _decode_wanted(
 # is decoded. The frames kept are bit-identical (nothing refers to the dropped ones). The compressed
 # packets are read first (to rank their timestamps), so only for files up to SKIP_MAX_BYTES. Only for
 # codecs whose packets are whole frames, one each (MPEG-4 part 2 in AVI can pack two frames in a packet,
-# VP8 can send a frame that is never shown): there the display index is the packet's timestamp rank.
+# VP8 can send a frame that is never shown): there the display index is the packet's timestamp rank
 SKIP_UNUSED = True
 SKIP_MAX_BYTES = 256 * 2**20
 SKIP_CODECS = frozenset({"h264", "hevc"})
+# ... in containers that store one access unit (a whole frame) per packet; not MPEG-TS, where the two
+# fields of an interlaced frame can come in two packets
+SKIP_CONTAINERS = frozenset({"mp4", "mov", "matroska"})
 
 
 def _display_ranks(packets: Sequence[Any]) -> dict[int, int] | None:
