@@ -7,8 +7,9 @@ the frames that neither it nor any frame it needs refers to (:data:`SKIP_UNUSED`
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,7 @@ def video_info(path: str | Path) -> tuple[int, float]:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 25)
-            n = int(stream.frames or 0)
-            if n <= 0 and stream.duration is not None and stream.time_base is not None:
-                n = int(round(float(stream.duration * stream.time_base) * fps))
+            n = _frame_count(stream, fps)
     except (av.FFmpegError, IndexError, OSError) as exc:
         raise SampleError(f"cannot read video {path}: {exc}") from None
     return n, fps
@@ -84,27 +83,12 @@ def decode_frames(
     real end (headers can over-count) repeats the last decoded frame. Raises :class:`SampleError`
     naming the file for a corrupt or empty video.
     """
-    import av
-
-    got: dict[int, Any] = {}
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = DECODER_THREAD_TYPE
-            stream.codec_context.thread_count = DECODER_THREADS
-            fps = float(stream.average_rate or stream.guessed_rate or 25)
-            if pick is not None:
-                n = _frame_count(stream, fps)
-                indices = None if n <= 0 else [int(i) for i in pick(n, fps)]
-            skip = (
-                SKIP_UNUSED
-                and stream.codec_context.name in SKIP_CODECS
-                and not SKIP_CONTAINERS.isdisjoint(container.format.name.split(","))
-                and Path(path).stat().st_size <= SKIP_MAX_BYTES
-            )
-            got = _decode_wanted(container, stream, indices, skip)
-    except (av.FFmpegError, IndexError, OSError, ValueError) as exc:
-        raise SampleError(f"cannot decode video {path}: {exc}") from None
+    with _decoding(path, DECODER_THREAD_TYPE, DECODER_THREADS) as (container, stream):
+        fps = float(stream.average_rate or stream.guessed_rate or 25)
+        if pick is not None:
+            n = _frame_count(stream, fps)
+            indices = None if n <= 0 else [int(i) for i in pick(n, fps)]
+        got = _decode_wanted(container, stream, indices, _skippable(container, stream, path))
     if not got:
         raise SampleError(f"video {path} has no decodable frames")
     if indices is None:
@@ -128,24 +112,33 @@ def fastest_thread_type(
     Raises :class:`SampleError` naming the file if it cannot be decoded."""
     import time
 
+    best = dict.fromkeys(THREAD_TYPES, float("inf"))
+    for _ in range(rounds):
+        for thread_type in THREAD_TYPES:
+            t0 = time.perf_counter()
+            with _decoding(path, thread_type, threads) as (container, stream):
+                for i, _frame in enumerate(container.decode(stream)):
+                    if i + 1 >= frames:
+                        break
+            best[thread_type] = min(best[thread_type], time.perf_counter() - t0)
+    return min(best, key=best.__getitem__), best
+
+
+@contextlib.contextmanager
+def _decoding(path: str | Path, thread_type: str, threads: int) -> Iterator[tuple[Any, Any]]:
+    """``(container, stream)``: the first video stream of ``path`` set up to decode with ``threads``
+    threads of ``thread_type``; a container or decoder error inside is a :class:`SampleError` naming the
+    file."""
     import av
 
-    best = dict.fromkeys(THREAD_TYPES, float("inf"))
     try:
-        for _ in range(rounds):
-            for thread_type in THREAD_TYPES:
-                t0 = time.perf_counter()
-                with av.open(str(path)) as container:
-                    stream = container.streams.video[0]
-                    stream.thread_type = thread_type
-                    stream.codec_context.thread_count = threads
-                    for i, _frame in enumerate(container.decode(stream)):
-                        if i + 1 >= frames:
-                            break
-                best[thread_type] = min(best[thread_type], time.perf_counter() - t0)
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = thread_type
+            stream.codec_context.thread_count = threads
+            yield container, stream
     except (av.FFmpegError, IndexError, OSError, ValueError) as exc:
         raise SampleError(f"cannot decode video {path}: {exc}") from None
-    return min(best, key=best.__getitem__), best
 
 
 def _frame_count(stream: Any, fps: float) -> int:
@@ -160,15 +153,15 @@ def _decode_wanted(
 ) -> dict[int, Any]:
     """Frames at ``indices`` (every frame if None), stopping after the last one needed; ``skip``: frames
     that are neither wanted nor referenced are not decoded (:data:`SKIP_UNUSED`)."""
+    wanted = None if indices is None else set(int(i) for i in indices)
     packets: Iterable[Any] = container.demux(stream)
-    if indices is not None and skip:
+    if wanted is not None and skip:
         packets = list(packets)
         ranks = _display_ranks(packets)
-        kept = None if ranks is None else _decode_skipping(stream, packets, ranks, set(map(int, indices)))
+        kept = None if ranks is None else _decode_skipping(stream, packets, ranks, wanted)
         if kept is not None:
             return kept
         stream.codec_context.flush_buffers()  # unusual timestamps: count the frames, as below
-    wanted = None if indices is None else set(int(i) for i in indices)
     last_needed = None if wanted is None else max(wanted)
     got: dict[int, Any] = {}
     last, frame = None, None
@@ -195,6 +188,16 @@ SKIP_CODECS = frozenset({"h264", "hevc"})
 # ... in containers that store one access unit (a whole frame) per packet; not MPEG-TS, where the two
 # fields of an interlaced frame can come in two packets
 SKIP_CONTAINERS = frozenset({"mp4", "mov", "matroska"})
+
+
+def _skippable(container: Any, stream: Any, path: str | Path) -> bool:
+    """Whether :func:`_decode_wanted` may skip frames of this stream (see :data:`SKIP_UNUSED`)."""
+    return (
+        SKIP_UNUSED
+        and stream.codec_context.name in SKIP_CODECS
+        and not SKIP_CONTAINERS.isdisjoint(container.format.name.split(","))
+        and Path(path).stat().st_size <= SKIP_MAX_BYTES
+    )
 
 
 def _display_ranks(packets: Sequence[Any]) -> dict[int, int] | None:
