@@ -6,8 +6,8 @@ face photograph moving over a background (``mtpkdot.data.photo_faces``), prepare
 (10 frames, Haar face crop, 112 x 112, EDA, EMG spectrogram). It measures in one run: the decode-only
 limit (PyAV decoding every frame of the same files, no conversion, best of several thread settings),
 the limit for what prepare decodes (only the sampled frames and the frames they need; prepare skips the
-rest, so ``ratio_1`` can exceed 1), ``prepare`` with 1 and 2 workers, and the time per sample split into decode, face detection,
-crop/resize, physio, write (from the 1-worker run). ``--baseline-src DIR`` also times another source
+rest, so ``ratio_1`` can exceed 1), ``prepare`` with 1 and 2 workers, and the time per sample split
+into decode, face detection, crop/resize, physio, write (from the 1-worker run). ``--baseline-src DIR`` also times another source
 tree's ``prepare`` (e.g. main's ``src``) on the same files in the same run, for a before/after.
 
 Each measurement runs in a fresh subprocess; peak memory is the larger of that process's and its

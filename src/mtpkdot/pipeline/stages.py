@@ -247,8 +247,9 @@ def extract_features(ctx: FoldContext) -> None:
 
     With ``features.crossfit`` = K, ``<mod>.npy`` (what the teacher side trains on) takes each training
     sample's row from the cross-fitted backbone that did not see its subject, mapped into the stage-1
-    backbone's coordinates (:func:`affine_map`), every other row from the stage-1 backbone; ``<mod>_full.npy`` (the student's input, prevalent modalities) is the stage-1
-    backbone's features of every sample.
+    backbone's coordinates (:func:`affine_map`), every other row from the stage-1 backbone;
+    ``<mod>_full.npy`` (the student's input, prevalent modalities) is the stage-1 backbone's features of
+    every sample.
     """
     d = ctx.stage_dir(layout.FEATURES)
     if not ctx.write:
