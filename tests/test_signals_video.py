@@ -111,25 +111,30 @@ def test_thread_type_does_not_change_the_frames(tmp_path: Path, monkeypatch, thr
     np.testing.assert_array_equal(decode_frames(path, [1, 7, 19])[0], reference)
 
 
-def _b_frame_video(path: Path, n: int = 40) -> Path:
-    # x264 with 3 B-frames between references and no B-pyramid: every B-frame is a non-reference frame
+def _encode(path: Path, codec: str, frames: list[np.ndarray], options: dict[str, str] | None = None) -> Path:
+    """Encode RGB ``frames`` with PyAV's ``codec`` (skips the test if this build lacks it)."""
     import av
 
-    if "libx264" not in av.codecs_available:
-        pytest.skip("this PyAV build has no libx264")
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    if codec not in av.codecs_available:
+        pytest.skip(f"this PyAV build has no {codec}")
     with av.open(str(path), "w") as container:
-        vs = container.add_stream("libx264", rate=25)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
-        vs.options = {"preset": "fast", "x264-params": "bframes=3:b-adapt=0:b-pyramid=none:scenecut=0"}
-        for i in range(n):
-            frame = np.roll(base, 2 * i, axis=1)  # motion, so that every frame carries new content
+        vs = container.add_stream(codec, rate=25)
+        vs.width, vs.height, vs.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        vs.options = options or {}
+        for frame in frames:
             for pkt in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(pkt)
         for pkt in vs.encode():
             container.mux(pkt)
     return path
+
+
+def _b_frame_video(path: Path, n: int = 40) -> Path:
+    # x264 with 3 B-frames between references and no B-pyramid: every B-frame is a non-reference frame
+    base = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    frames = [np.roll(base, 2 * i, axis=1) for i in range(n)]  # motion: every frame carries new content
+    options = {"preset": "fast", "x264-params": "bframes=3:b-adapt=0:b-pyramid=none:scenecut=0"}
+    return _encode(path, "libx264", frames, options)
 
 
 class _CountingPacket:
@@ -205,22 +210,10 @@ def test_streams_without_one_frame_per_packet_are_not_skipped(
 ) -> None:
     # MPEG-4 part 2 can pack two frames in one packet, MPEG-TS can carry an interlaced frame's fields in
     # two: their frames are counted as they come out
-    import av
-
     from mtpkdot.signals import video
 
-    if codec not in av.codecs_available:
-        pytest.skip(f"this PyAV build has no {codec}")
-    path = tmp_path / f"v.{suffix}"
-    with av.open(str(path), "w") as container:
-        vs = container.add_stream(codec, rate=25)
-        vs.width, vs.height, vs.pix_fmt = 32, 32, "yuv420p"
-        for i in range(20):
-            frame = np.full((32, 32, 3), 10 * i, np.uint8)
-            for pkt in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(pkt)
-        for pkt in vs.encode():
-            container.mux(pkt)
+    ramp = [np.full((32, 32, 3), 10 * i, np.uint8) for i in range(20)]
+    path = _encode(tmp_path / f"v.{suffix}", codec, ramp)
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"frames of a {codec} .{suffix} stream were skipped")
