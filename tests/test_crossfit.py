@@ -21,11 +21,13 @@ from tests.test_pipeline_run import tiny_overrides
 from mtpkdot.config import ConfigError, load_config
 from mtpkdot.data.store import Store
 from mtpkdot.engine.loop import INTERRUPT_ENV
-from mtpkdot.pipeline import runner, stages
+from mtpkdot.pipeline import runner
 from mtpkdot.pipeline.context import FoldContext
 from mtpkdot.pipeline.experiment import run_experiment
 from mtpkdot.pipeline.graph import shareable, stage_names
 from mtpkdot.pipeline.inputs import Normalizer
+from mtpkdot.pipeline.stages.crossfit import inner_folds
+from mtpkdot.pipeline.stages.features import affine_map, apply_affine, backbone_features
 from stagegraph import invalidated
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,16 +103,16 @@ def test_no_training_feature_comes_from_a_backbone_that_saw_its_subject(crossfit
     fold_dir = ctx.fold_dir
     for mod in MODS:
         cached = np.load(fold_dir / "features" / f"{mod}.npy")
-        full = stages.backbone_features(ctx, mod)[train]  # batched as the cache computes it
-        for held, j in zip(stages.inner_folds(ctx), range(1, K + 1), strict=True):
+        full = backbone_features(ctx, mod)[train]  # batched as the cache computes it
+        for held, j in zip(inner_folds(ctx), range(1, K + 1), strict=True):
             stage = f"crossfit_{mod}_{j}"
             assert seen.get(stage), f"{stage} was never trained"
             assert not {subject[i] for i in held} & {subject[i] for i in seen[stage]}, (
                 f"{stage} saw its subjects"
             )
-            inner = stages.backbone_features(ctx, mod, stage, train)
+            inner = backbone_features(ctx, mod, stage, train)
             fit = ~np.isin(train, held)
-            expected = stages.apply_affine(inner[~fit], stages.affine_map(inner[fit], full[fit]))
+            expected = apply_affine(inner[~fit], affine_map(inner[fit], full[fit]))
             np.testing.assert_allclose(cached[held], expected, atol=1e-4)
             assert not np.allclose(cached[held], full[~fit], atol=1e-4), (
                 f"{mod}: the stage-1 features were kept"
@@ -121,10 +123,10 @@ def test_affine_map_recovers_a_known_map_and_only_uses_its_own_rows():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 6))
     w_true = rng.normal(size=(7, 4))
-    y = stages.apply_affine(x, w_true)
-    w = stages.affine_map(x, y, ridge=0.0)
+    y = apply_affine(x, w_true)
+    w = affine_map(x, y, ridge=0.0)
     np.testing.assert_allclose(w, w_true, atol=1e-4)
-    np.testing.assert_allclose(stages.apply_affine(x, stages.affine_map(x, y)), y, atol=0.05)  # small ridge
+    np.testing.assert_allclose(apply_affine(x, affine_map(x, y)), y, atol=0.05)  # small ridge
 
 
 def test_validation_test_and_student_features_come_from_the_stage1_backbone(crossfit_run):
@@ -133,11 +135,11 @@ def test_validation_test_and_student_features_come_from_the_stage1_backbone(cros
     other = np.concatenate([ctx.split["val"], ctx.split["test"]])
     for mod in MODS:
         cached = np.load(fold_dir / "features" / f"{mod}.npy")
-        full = stages.backbone_features(ctx, mod)
+        full = backbone_features(ctx, mod)
         np.testing.assert_allclose(cached[other], full[other], atol=1e-5)
     # the student's own input (video is prevalent): the stage-1 backbone's features of every sample
     student = np.load(fold_dir / "features" / "video_full.npy")
-    np.testing.assert_allclose(student, stages.backbone_features(ctx, "video"), atol=1e-5)
+    np.testing.assert_allclose(student, backbone_features(ctx, "video"), atol=1e-5)
     assert torch.equal(ctx.student_features("video"), torch.from_numpy(student))
     assert not (fold_dir / "features" / "eda_full.npy").exists()  # privileged: never a student input
 
@@ -145,12 +147,12 @@ def test_validation_test_and_student_features_come_from_the_stage1_backbone(cros
 def test_inner_folds_partition_the_training_subjects(crossfit_run):
     ctx = crossfit_run["ctx"]
     subject = ctx.store.manifest["subject_id"].astype(str).to_numpy()
-    folds = stages.inner_folds(ctx)
+    folds = inner_folds(ctx)
     assert len(folds) == K and all(len(f) for f in folds)
     assert np.array_equal(np.sort(np.concatenate(folds)), np.sort(ctx.split["train"]))
     groups = [set(subject[f]) for f in folds]
     assert not groups[0] & groups[1]
-    assert all(np.array_equal(a, b) for a, b in zip(folds, stages.inner_folds(ctx), strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(folds, inner_folds(ctx), strict=True))
 
 
 def test_interrupted_crossfit_stage_resumes_to_the_same_results(crossfit_run, monkeypatch):
@@ -175,7 +177,7 @@ def test_too_few_training_subjects_is_a_clear_error(crossfit_run):
     with pytest.raises(
         ValueError, match=r"features.crossfit=50: fold 1 \(seed 0\) has only \d+ training subjects"
     ):
-        stages.inner_folds(FoldContext(cfg, ctx.store, ctx.split, ctx.run_dir, 0, 1, ctx.device))
+        inner_folds(FoldContext(cfg, ctx.store, ctx.split, ctx.run_dir, 0, 1, ctx.device))
 
 
 def test_one_inner_fold_is_refused(tmp_path):

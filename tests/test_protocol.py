@@ -11,6 +11,8 @@ features of the test samples) may change.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import shutil
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from mtpkdot.config import load_config
 from mtpkdot.pipeline import runner, stages
 from mtpkdot.pipeline.experiment import run_experiment
 from mtpkdot.pipeline.inputs import Normalizer
+from mtpkdot.pipeline.stages import common
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["none", "mtpkdot"]  # mtpkdot ranks the teachers with the batch labels (Alg. 2)
@@ -40,6 +43,16 @@ def _overrides(data_root: Path, store: Path) -> list[str]:
 def _run(base: Path, store: Path, out: Path) -> None:
     cfg = load_config(ROOT / "configs" / "demo.yaml", _overrides(base / "data", store))
     run_experiment(cfg, out, folds=[1], methods=METHODS, seeds=[0], device="cpu", progress=False)
+
+
+def _patch_stages(mp: pytest.MonkeyPatch, name: str, new) -> None:
+    """Replace helper ``name`` of the stages package in every stage module, each of which holds its own
+    reference to it."""
+    orig = getattr(common, name)
+    for info in pkgutil.iter_modules(stages.__path__):
+        module = importlib.import_module(f"{stages.__name__}.{info.name}")
+        if getattr(module, name, None) is orig:
+            mp.setattr(module, name, new)
 
 
 class Recorder:
@@ -60,7 +73,7 @@ def runs(tmp_path_factory):
     mp = pytest.MonkeyPatch()
 
     orig_fit, orig_batches, orig_finish = runner.fit, runner.train_batches, runner.finish
-    orig_score, orig_mean, orig_norm = stages.score, stages._mean_terms, Normalizer.fit.__func__
+    orig_score, orig_mean, orig_norm = common.score, common.mean_terms, Normalizer.fit.__func__
 
     def fit(**kw):
         rec.stage, rec.phase = kw["stage"], "val"
@@ -99,8 +112,8 @@ def runs(tmp_path_factory):
     mp.setattr(runner, "fit", fit)
     mp.setattr(runner, "train_batches", train_batches)
     mp.setattr(runner, "finish", finish)
-    mp.setattr(stages, "score", score)
-    mp.setattr(stages, "_mean_terms", mean_terms)
+    _patch_stages(mp, "score", score)
+    _patch_stages(mp, "mean_terms", mean_terms)
     mp.setattr(Normalizer, "fit", classmethod(norm_fit))
     try:
         _run(base, base / "store", base / "clean")

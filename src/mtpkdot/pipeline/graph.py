@@ -18,9 +18,16 @@ from typing import Any
 
 from mtpkdot import layout
 from mtpkdot.engine.checkpoint import config_hash
-from mtpkdot.pipeline import stages as S
 from mtpkdot.pipeline.context import FoldContext, plain
 from mtpkdot.pipeline.runner import Trainable, run_computed_stage, run_trained_stage
+from mtpkdot.pipeline.stages.adapters import train_adapters
+from mtpkdot.pipeline.stages.backbone import train_backbone
+from mtpkdot.pipeline.stages.crossfit import crossfit_instance, inner_folds, train_crossfit
+from mtpkdot.pipeline.stages.features import check_feature_cache, extract_features
+from mtpkdot.pipeline.stages.lower_bound import lower_bound
+from mtpkdot.pipeline.stages.student import train_student
+from mtpkdot.pipeline.stages.teacher import train_teacher
+from mtpkdot.pipeline.stages.tnet import train_tnet
 
 PER_FOLD, PER_MODALITY, PER_METHOD = "fold", "modality", "method"
 PER_CROSSFIT = "crossfit"  # one per used modality and inner fold (``<name>_<mod>_<j>``, features.crossfit)
@@ -82,8 +89,8 @@ def _backbone_settings(ctx: FoldContext, mod: str | None) -> dict[str, Any]:
 
 
 def _crossfit_settings(ctx: FoldContext, instance: str | None) -> dict[str, Any]:
-    mod, j = S.crossfit_instance(str(instance))
-    held = S.inner_folds(ctx)[j - 1]
+    mod, j = crossfit_instance(str(instance))
+    held = inner_folds(ctx)[j - 1]
     inner = {"folds": ctx.cfg.features.crossfit, "held_out": config_hash(sorted(int(i) for i in held))}
     return {**_backbone_settings(ctx, mod), "crossfit": inner}
 
@@ -120,7 +127,7 @@ STAGES: tuple[Stage, ...] = (
         reads={},
         sections=("data", "protocol"),
         settings=_backbone_settings,
-        train=S.train_backbone,
+        train=train_backbone,
     ),
     Stage(
         "crossfit",
@@ -128,7 +135,7 @@ STAGES: tuple[Stage, ...] = (
         reads={},
         sections=("data", "protocol", "features"),
         settings=_crossfit_settings,
-        train=S.train_crossfit,
+        train=train_crossfit,
     ),
     Stage(
         layout.FEATURES,
@@ -137,8 +144,8 @@ STAGES: tuple[Stage, ...] = (
         reads={"backbones": "backbone", "crossfit_backbones": Read("crossfit", _crossfits)},
         sections=("features",),
         settings=lambda ctx, _: {"crossfit": ctx.cfg.features.crossfit} if _crossfits(ctx.cfg) else {},
-        compute=S.extract_features,
-        check=S.check_feature_cache,
+        compute=extract_features,
+        check=check_feature_cache,
     ),
     Stage(
         layout.TEACHER,
@@ -146,7 +153,7 @@ STAGES: tuple[Stage, ...] = (
         reads={"features": layout.FEATURES},
         sections=("teacher",),
         settings=lambda ctx, _: {"teacher": _dump(ctx.cfg.teacher)},
-        train=lambda ctx, _: S.train_teacher(ctx),
+        train=lambda ctx, _: train_teacher(ctx),
         tested=True,
     ),
     Stage(
@@ -155,7 +162,7 @@ STAGES: tuple[Stage, ...] = (
         reads={"features": layout.FEATURES},
         sections=("tnet",),
         settings=lambda ctx, _: {"tnet": _dump(ctx.cfg.tnet)},
-        train=lambda ctx, _: S.train_tnet(ctx),
+        train=lambda ctx, _: train_tnet(ctx),
     ),
     Stage(
         layout.ADAPTERS,
@@ -163,7 +170,7 @@ STAGES: tuple[Stage, ...] = (
         reads={"teacher": layout.TEACHER},
         sections=("adapters",),
         settings=lambda ctx, _: {"adapters": _dump(ctx.cfg.adapters)},
-        train=lambda ctx, _: S.train_adapters(ctx),
+        train=lambda ctx, _: train_adapters(ctx),
     ),
     Stage(
         layout.LOWER_BOUND,
@@ -172,7 +179,7 @@ STAGES: tuple[Stage, ...] = (
         reads={"features": layout.FEATURES},
         sections=("student", "teacher"),
         settings=_lower_bound_settings,
-        compute=S.lower_bound,
+        compute=lower_bound,
         tested=True,
     ),
     Stage(
@@ -183,7 +190,7 @@ STAGES: tuple[Stage, ...] = (
         reads={"teacher": layout.ADAPTERS, "tnet": "tnet", "backbones": Read(layout.FEATURES, _finetunes)},
         sections=("student", "distill"),
         settings=_student_settings,
-        train=S.train_student,
+        train=train_student,
         tested=True,
     ),
 )
