@@ -24,7 +24,7 @@ from mtpkdot.engine.loop import INTERRUPT_ENV
 from mtpkdot.pipeline import runner
 from mtpkdot.pipeline.context import FoldContext
 from mtpkdot.pipeline.experiment import run_experiment
-from mtpkdot.pipeline.graph import shareable, stage_names
+from mtpkdot.pipeline.graph import section, shareable, stage_names
 from mtpkdot.pipeline.inputs import Normalizer
 from mtpkdot.pipeline.stages.crossfit import inner_folds
 from mtpkdot.pipeline.stages.features import affine_map, apply_affine, backbone_features
@@ -90,7 +90,7 @@ def crossfit_run(tmp_path_factory):
         r: np.sort([pos[s] for s in split_df.loc[split_df["role"] == r, "sample_id"]])
         for r in ("train", "val", "test")
     }
-    ctx = FoldContext(cfg, store, split, base / "run", 0, 1, torch.device("cpu"))
+    ctx = FoldContext(cfg, store, split, base / "run", 0, 1, torch.device("cpu"), graph_section=section)
     return {"base": base, "seen": seen, "ctx": ctx, "summary": summary}
 
 
@@ -177,7 +177,9 @@ def test_too_few_training_subjects_is_a_clear_error(crossfit_run):
     with pytest.raises(
         ValueError, match=r"features.crossfit=50: fold 1 \(seed 0\) has only \d+ training subjects"
     ):
-        inner_folds(FoldContext(cfg, ctx.store, ctx.split, ctx.run_dir, 0, 1, ctx.device))
+        inner_folds(
+            FoldContext(cfg, ctx.store, ctx.split, ctx.run_dir, 0, 1, ctx.device, graph_section=section)
+        )
 
 
 def test_one_inner_fold_is_refused(tmp_path):
@@ -197,7 +199,7 @@ class _Store:
 def _ctx(run_dir: Path, overrides: list[str]) -> FoldContext:
     cfg = load_config(ROOT / "configs" / "demo.yaml", overrides)
     split = {"train": np.arange(0, 8), "val": np.arange(8, 10), "test": np.arange(10, 12)}
-    return FoldContext(cfg, _Store(), split, run_dir, 0, 1, torch.device("cpu"))
+    return FoldContext(cfg, _Store(), split, run_dir, 0, 1, torch.device("cpu"), graph_section=section)
 
 
 METHODS = ["none", "mtpkdot"]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from mtpkdot.config import load_config
 from mtpkdot.pipeline.context import FoldContext
-from mtpkdot.pipeline.graph import STAGES, stage_names
+from mtpkdot.pipeline.graph import STAGES, section, stage_names
 from stagegraph import invalidated
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ METHODS = ["none", "mtpkdot"]
 def _ctx(run_dir: Path, overrides: list[str]) -> FoldContext:
     cfg = load_config(ROOT / "configs" / "demo.yaml", overrides)
     split = {"train": np.arange(0, 6), "val": np.arange(6, 8), "test": np.arange(8, 10)}
-    return FoldContext(cfg, None, split, run_dir, 0, 1, torch.device("cpu"))
+    return FoldContext(cfg, None, split, run_dir, 0, 1, torch.device("cpu"), graph_section=section)
 
 
 def _names(ctx: FoldContext, methods: list[str]) -> list[str]:

@@ -5,11 +5,15 @@ holds the config section the stage depends on (its own settings plus the hashes 
 builds on, declared in ``mtpkdot.pipeline.graph``), so a
 changed setting is detected at the stage it affects; ``done`` marks a finished stage and holds that
 section's hash.
+
+The graph sits above the stage code and the runner, which read sections through the context, so the
+context does not import it: whoever builds a :class:`FoldContext` hands it the graph's section function.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +59,9 @@ class Dist:
 
 @dataclass
 class FoldContext:
+    """One (seed, fold) of a run. ``graph_section(ctx, stage)``: the config section ``stage`` depends on
+    (``mtpkdot.pipeline.graph.section``)."""
+
     cfg: Config
     store: Any  # mtpkdot.data.Store
     split: dict[str, np.ndarray]
@@ -64,6 +71,7 @@ class FoldContext:
     device: torch.device
     amp: bool = False
     dist: Dist = field(default_factory=Dist)
+    graph_section: Callable[[FoldContext, str], dict[str, Any]] = field(kw_only=True)
     _features: dict[str, torch.Tensor] = field(default_factory=dict)
 
     # ---- roles and folders -------------------------------------------------------------------
@@ -116,9 +124,7 @@ class FoldContext:
 
     def section(self, stage: str) -> dict[str, Any]:
         """The config section stage ``stage`` depends on (declared in :mod:`mtpkdot.pipeline.graph`)."""
-        from mtpkdot.pipeline.graph import section  # the graph imports the stage code, which imports this
-
-        return section(self, stage)
+        return self.graph_section(self, stage)
 
     # ---- done markers ------------------------------------------------------------------------
     def is_done(self, stage: str) -> bool:

@@ -176,7 +176,7 @@ def run_experiment(
     from tqdm.auto import tqdm
 
     from mtpkdot.engine.loop import progress_enabled
-    from mtpkdot.pipeline.graph import run_fold, stage_names
+    from mtpkdot.pipeline.graph import run_fold, section, stage_names
     from mtpkdot.registry import METHODS, load_all
 
     load_all()
@@ -223,7 +223,7 @@ def run_experiment(
     for seed in seeds:
         for k in chosen:
             split = fold_split(cfg, store, fold_dfs[seed], k, seed)
-            ctx = FoldContext(cfg, store, split, run_dir, seed, k, dev, use_amp, dist)
+            ctx = FoldContext(cfg, store, split, run_dir, seed, k, dev, use_amp, dist, graph_section=section)
             write_split(ctx)
 
             def advance(stage: str, seed: int = seed, k: int = k) -> None:
