@@ -1,4 +1,4 @@
-"""The stage graph of one fold, declared once (DESIGN sections 3-4; docs/internals.md, "Stages").
+"""The stage graph of one fold, declared once (docs/internals.md, "Stages").
 
 Each :class:`Stage` names the stages it reads from, the config sections that invalidate it and how it
 runs. Everything else derives from :data:`STAGES`: the order of :func:`run_fold`, the stage list of

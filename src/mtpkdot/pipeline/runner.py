@@ -80,7 +80,7 @@ SHARED_STREAM = "student"
 def draw_stream(stage: str) -> str:
     """The name a stage's initial weights and batch order derive from (with the seed and fold).
 
-    Common random numbers (issue 12): every ``student_<method>`` of one (seed, fold), and the
+    Common random numbers: every ``student_<method>`` of one (seed, fold), and the
     ``lower_bound`` trained beside them, draw from one stream, so the students start from the same
     weights and see the same batches, and a difference between two methods is the methods' own. A
     method's extra randomness comes from its own generator (``Method.generator``). Every other stage
