@@ -13,8 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from mtpkdot.distill import RelationalOTLoss, select_teacher
-from mtpkdot.engine.distributed import (
+from mtpkdot.dist import (
     all_gather_no_grad,
     all_gather_with_grad,
     all_reduce_mean,
@@ -23,6 +22,7 @@ from mtpkdot.engine.distributed import (
     rank,
     world_size,
 )
+from mtpkdot.distill import RelationalOTLoss, select_teacher
 
 WORLD, B, D_IN, D_S, D_T, K = 2, 12, 5, 6, 7, 4
 LOCAL_TASK_LOSSES = [[0.1, 0.5, 0.3], [0.6, 0.2, 0.3]]  # rank-local argmins differ (0 and 1)

@@ -27,11 +27,11 @@ import torch
 from geomloss import SamplesLoss
 from torch import nn
 
+from mtpkdot.dist import all_gather_no_grad, all_gather_with_grad, is_distributed
 from mtpkdot.distill import _sinkhorn
 from mtpkdot.distill import similarity as _similarity
 from mtpkdot.distill.losses import _rows, centroid_from_similarity
 from mtpkdot.distill.similarity import select_anchors, similarity_matrix
-from mtpkdot.engine.distributed import all_gather_no_grad, all_gather_with_grad, is_distributed
 
 __all__ = ["RelationalOTLoss", "SinkhornLoss", "relational_clouds"]
 
@@ -230,7 +230,7 @@ class RelationalOTLoss(nn.Module):
     Under ``torch.distributed`` (and ``gather=True``) the student features are all-gathered with
     gradient and the teacher features without, so the loss is computed on the global batch; the value
     is the global loss on every rank and DDP's gradient average yields the single-process gradient
-    (see :mod:`mtpkdot.engine.distributed`).
+    (see :mod:`mtpkdot.dist`).
     """
 
     def __init__(

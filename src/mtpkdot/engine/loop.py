@@ -28,8 +28,8 @@ from torch import nn
 
 from mtpkdot import layout
 from mtpkdot.atomic import atomic_write_text
+from mtpkdot.dist import all_reduce_sum, is_distributed
 from mtpkdot.engine.checkpoint import load_checkpoint, save_checkpoint
-from mtpkdot.engine.distributed import all_reduce_sum, is_distributed
 from mtpkdot.engine.seed import get_rng_state, set_rng_state
 
 INTERRUPT_ENV = "MTPKDOT_INTERRUPT"

@@ -194,7 +194,7 @@ def _run_and_report(cfg, run_dir: Path, folds, methods, seeds, device, amp, repo
             device=device,
             amp=amp,
         )
-    from mtpkdot.engine.distributed import rank
+    from mtpkdot.dist import rank
 
     if rank() != 0:
         return

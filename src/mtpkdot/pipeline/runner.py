@@ -131,7 +131,7 @@ def data_parallel(
     under ``torchrun`` a DistributedDataParallel around a :class:`StageStep` of ``modules``.
 
     DDP averages the parameter gradients over ranks; with the distillation core's all-gather, whose
-    backward sums over ranks (``mtpkdot.engine.distributed``), the update equals the single-process
+    backward sums over ranks (``mtpkdot.dist``), the update equals the single-process
     update on the global batch. DDP's default buffer sync gives every rank rank 0's BatchNorm statistics
     at every forward. Every trainable parameter takes part in every step, so ``find_unused_parameters``
     (a graph walk per step) stays off; frozen parameters (``requires_grad=False``, e.g. the student's

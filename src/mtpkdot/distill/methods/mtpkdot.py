@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from mtpkdot.dist import all_reduce_mean, is_distributed
 from mtpkdot.distill.method import Batch, Method
 from mtpkdot.distill.ot import RelationalOTLoss
 from mtpkdot.distill.selection import select_teacher
-from mtpkdot.engine.distributed import all_reduce_mean, is_distributed
 from mtpkdot.registry import METHODS
 
 

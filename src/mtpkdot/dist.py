@@ -1,4 +1,6 @@
-"""Collectives for multi-process training (DESIGN section 6), on public ``torch.distributed`` calls.
+"""Collectives for multi-process training, on public ``torch.distributed`` calls.
+
+Both the distillation losses and the training loop use them, so they sit below both packages.
 
 Relational losses (Eqs. 2-9) need the whole batch: under DDP each rank holds ``b / world_size`` rows, so
 the student features are gathered with :func:`all_gather_with_grad` (differentiable) and the teacher
@@ -11,8 +13,10 @@ on the gathered batch (``L_q = L``), that is ``world_size * dL/dx_r``; DDP then 
 gradients over ranks, which divides by ``world_size`` again, so the update equals the single-process update
 on the concatenated batch. Losses therefore return the plain global value (no rescaling).
 
-Per-rank batch sizes must be equal (``DistributedSampler`` guarantees it, padding or dropping samples);
-ragged sizes are not supported because learning them would need a host synchronisation per step.
+Per-rank batch sizes must be equal: ``mtpkdot.engine.loop.index_batches`` gives every rank the same
+number of rows of each global batch (the rows left over when the batch size is not a multiple of the
+world size are dropped). Ragged sizes are not supported because learning them would need a host
+synchronisation per step.
 """
 
 from __future__ import annotations
