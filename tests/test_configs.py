@@ -37,9 +37,10 @@ def test_config_validates(name):
         m for m in ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot"] if m in applicable_methods(kind)
     ]
     assert (cfg.distill.alpha, cfg.distill.beta, cfg.distill.gamma) == (0.8, 0.2, 0.2)  # Eq. 10
-    from mtpkdot.registry import BACKBONES, FUSIONS, load_all
+    from mtpkdot import plugins
+    from mtpkdot.registry import BACKBONES, FUSIONS
 
-    load_all()
+    plugins.load()
     assert cfg.teacher.fusion in FUSIONS
     for m in cfg.data.modalities.values():
         assert m.backbone in BACKBONES

@@ -11,8 +11,8 @@ import typer
 from typer.testing import CliRunner
 
 from mtpkdot.cli import app
+from mtpkdot.cli.data import AFFWILD2_OPTIONS, BIOVID_OPTIONS, CLI_DEFAULTS
 from mtpkdot.config import SYNTH_DEFAULTS, SynthConfig
-from mtpkdot.data.commands import AFFWILD2_OPTIONS, BIOVID_OPTIONS, CLI_DEFAULTS
 
 
 def _options(command: str) -> dict[str, object]:

@@ -1,6 +1,8 @@
 """One small registry class and one registry per concern.
 
-A registry maps a plain name (used in configs and on the command line) to a class or factory.
+A registry maps a plain name (used in configs and on the command line) to a class or factory. This
+module imports nothing of the package: the modules that register entries import it, and
+:func:`mtpkdot.plugins.load` imports those modules (and third-party plugins) to fill the registries.
 """
 
 from __future__ import annotations
@@ -54,10 +56,3 @@ FUSIONS = Registry("fusion")
 METHODS = Registry("method")
 DATASETS = Registry("dataset")
 LOSSES = Registry("loss")
-
-
-def load_all() -> None:
-    """Import the modules that register entries, so every registry is filled."""
-    import mtpkdot.data  # noqa: F401
-    import mtpkdot.distill  # noqa: F401
-    import mtpkdot.models  # noqa: F401

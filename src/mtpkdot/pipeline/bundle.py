@@ -126,9 +126,8 @@ class BundleModel(nn.Module):
         from mtpkdot.models import TNet, build_backbone, build_fusion
         from mtpkdot.models.student import Student
         from mtpkdot.pipeline.inputs import Normalizer, backbone_kwargs, item_ndim
-        from mtpkdot.registry import FUSIONS, load_all
+        from mtpkdot.registry import FUSIONS
 
-        load_all()
         if bundle.get("format") != FORMAT:
             raise ValueError(f"not an mtpkdot student bundle (format {bundle.get('format')!r})")
         self.bundle = bundle

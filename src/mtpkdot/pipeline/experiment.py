@@ -175,11 +175,12 @@ def run_experiment(
     """Run every stage for the chosen seeds, folds and methods; return (and write) the summary."""
     from tqdm.auto import tqdm
 
+    # the built-in methods register on import; the CLI and the API load plugins before calling this
+    import mtpkdot.distill  # noqa: F401
     from mtpkdot.engine.loop import progress_enabled
     from mtpkdot.pipeline.graph import run_fold, section, stage_names
-    from mtpkdot.registry import METHODS, load_all
+    from mtpkdot.registry import METHODS
 
-    load_all()
     run_dir = Path(run_dir)
     methods = list(methods) if methods is not None else list(cfg.student.methods)
     for m in methods:

@@ -1,4 +1,4 @@
-"""CLI commands of the data side: ``mtpkdot synth biovid|affwild2 OUT`` and ``mtpkdot prepare CONFIG``.
+"""The data commands: ``mtpkdot synth biovid|affwild2 OUT`` and ``mtpkdot prepare CONFIG``.
 
 The synth options are generated from :class:`~mtpkdot.config.SynthConfig`: its fields give the names,
 types, defaults and help, so a default lives in one place. Heavy imports (numpy, the renderers) stay
@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 
+from mtpkdot.cli.common import log_to_stderr, out_option, set_option, user_errors
 from mtpkdot.config import SYNTH_DEFAULTS, SynthConfig
 
 synth_app = typer.Typer(
@@ -153,30 +154,24 @@ synth_app.command("affwild2")(
 
 def prepare_cmd(
     config: Path = typer.Argument(..., help="experiment config (YAML)"),
-    set_: list[str] = typer.Option(
-        None, "--set", help="dotted override, e.g. data.root=/data/biovid (repeatable)"
-    ),
-    out: Path = typer.Option(
-        None,
-        "--out",
-        help="run directory, as for `mtpkdot run --out` (default: runs/<name>); the store goes to "
-        "<run dir>/store unless data.store is set",
-    ),
+    set_: list[str] = set_option(),
+    out: Path = out_option(),
     workers: int = typer.Option(None, "--workers", help="parallel processes (default: data.workers)"),
     strict: bool = typer.Option(
         False, "--strict", help="stop at the first bad sample instead of skipping it"
     ),
 ) -> None:
-    """Decode every sample once into a store of fixed-shape arrays (resumable; re-running does no work)."""
-    from mtpkdot.cli import log_to_stderr, user_errors
+    """Decode every sample once into a store of fixed-shape arrays (resumable; re-running does no work).
+
+    The store goes to <run dir>/store (the one `mtpkdot run` with the same --out opens) unless
+    data.store is set."""
     from mtpkdot.config import load_config
     from mtpkdot.data.prepare import prepare
-
-    log_to_stderr()
     from mtpkdot.layout import default_run_dir, store_dir
 
+    log_to_stderr()
     with user_errors(code=1):  # ConfigError and SampleError are ValueErrors
-        cfg = load_config(config, set_ or [])
+        cfg = load_config(config, set_)
         # the store `mtpkdot run` with the same --out (or none) will open: one rule, mtpkdot.layout
         where = store_dir(cfg.data.store, out or default_run_dir(cfg.name))
         store = prepare(cfg, store_dir=where, workers=workers, strict=strict)

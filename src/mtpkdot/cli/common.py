@@ -1,0 +1,72 @@
+"""What the commands share: the options several commands take (one definition, one help text each),
+the one-line error path for expected failures, and comma-separated option values."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+T = TypeVar("T")
+
+
+def set_option() -> Any:
+    """``--set KEY=VALUE`` (repeatable): a dotted config override."""
+    return typer.Option([], "--set", help="override a config key, dotted: --set student.lr=1e-4 (repeatable)")
+
+
+def out_option(default: Path | None = None) -> Any:
+    """``--out DIR``: the run directory (resumed when it exists); without ``default``, the run
+    directory of the config's name."""
+    return typer.Option(
+        default,
+        "--out",
+        help="run directory; an existing one resumes",
+        show_default=True if default is not None else "runs/<config name>",
+    )
+
+
+def device_option() -> Any:
+    """``--device``: where training runs."""
+    return typer.Option(None, "--device", help="auto | cpu | cuda (default: the config's device)")
+
+
+@contextmanager
+def user_errors(code: int = 2) -> Iterator[None]:
+    """Show an expected failure (bad config or data, a run directory that does not match) as one
+    ``error: ...`` line and exit with ``code``; ``MTPKDOT_DEBUG=1`` shows the traceback instead."""
+    from mtpkdot.engine.checkpoint import ConfigMismatchError
+
+    try:
+        yield
+    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError, ConfigMismatchError) as exc:
+        if os.environ.get("MTPKDOT_DEBUG"):
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        typer.echo(f"error: {message}", err=True)
+        typer.echo("(set MTPKDOT_DEBUG=1 to see the traceback)", err=True)
+        raise typer.Exit(code) from None
+
+
+def comma_list(text: str | None, option: str, item: Callable[[str], T] = str) -> list[T] | None:
+    """The items of a comma-separated option value (``--folds 1,2``; spaces ignored), each converted
+    with ``item``; ``None`` when the option is absent or empty. A bad item is a usage error naming
+    ``option``."""
+    if not text:
+        return None
+    parts = [x for x in text.replace(" ", "").split(",") if x]
+    try:
+        return [item(x) for x in parts]
+    except ValueError:
+        kind = {int: "integers", float: "numbers"}.get(item, "values")  # type: ignore[call-overload]
+        raise typer.BadParameter(f"{option} must be comma-separated {kind}, got {text!r}") from None
+
+
+def log_to_stderr() -> None:
+    """Show the library's ``logging`` messages (INFO and up) on stderr, once, as ``mtpkdot: ...``."""
+    logging.basicConfig(level=logging.INFO, format="mtpkdot: %(message)s")
