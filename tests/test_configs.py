@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from helpers import CONFIGS, shrink, synth_biovid_tiny
 from mtpkdot.cli import app
 from mtpkdot.config import load_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SHIPPED = [
     "demo",
     "biovid_a",
@@ -80,49 +80,6 @@ def test_paper_hyper_parameters():
     assert w.protocol.scheme == "official" and w.data.task == "va"
 
 
-# ------------------------------------------------------------------------------------- end to end
-def _shrink(cfg_name: str) -> list[str]:
-    cfg = load_config(CONFIGS / f"{cfg_name}.yaml")
-    sets = ["num_threads=1", "seeds=[0]", "student.methods=[none, mtpkdot]", "distill.k=3"]
-    for sec in ["teacher", "adapters", "tnet", "student"]:
-        sets += [f"{sec}.epochs=1", f"{sec}.batch_size=8"]
-    sets += ["adapters.hidden=8", "tnet.hidden=[8]"]
-    for name, m in cfg.data.modalities.items():
-        p = f"data.modalities.{name}"
-        sets += [f"{p}.feature_dim=16", f"{p}.train.epochs=1", f"{p}.train.batch_size=8"]
-        if m.kind == "video":
-            sets += [
-                f"{p}.backbone=tiny3d",
-                f"{p}.backbone_kwargs={{width: 4}}",
-                f"{p}.size=16",
-                f"{p}.segments=4",
-                f"{p}.face=none",
-            ]
-        if m.kind == "eda" or m.kind == "signal":
-            sets += [f"{p}.window=[0.0, 2.0]"] if m.window else []
-        if m.kind == "emg":
-            sets += [f"{p}.window=[0.5, 2.0]"]
-        if m.kind == "audio":
-            sets += [f"{p}.freq_bins=16", f"{p}.time_bins=16"]
-    if cfg.teacher.fusion == "mmt":
-        sets += ["teacher.fusion_kwargs={d_model: 16, heads: 2, ff_dim: 16, layers: 1, dropout: 0.0}"]
-    if cfg.teacher.fusion == "jca":
-        sets += ["teacher.fusion_kwargs={k: 4, hidden: 16}", "data.sequence_length=2"]
-    if cfg.protocol.scheme == "kfold":
-        sets += ["protocol.folds=2", "protocol.val_subjects=0.3"]
-    return sets
-
-
-def _synth_biovid(root: Path, part: str, five_class: bool) -> None:
-    from mtpkdot.config import SynthConfig
-    from mtpkdot.data import synth_biovid
-
-    synth_biovid(
-        root,
-        SynthConfig(subjects=5, samples_per_class=2, size=24, duration=2.0, part=part, five_class=five_class),
-    )
-
-
 def _own_data(root: Path) -> Path:
     rng = np.random.default_rng(0)
     rows = []
@@ -145,9 +102,9 @@ def _own_data(root: Path) -> Path:
 def test_config_runs_end_to_end(name, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    sets = _shrink(name)
+    sets = shrink(name)
     if name.startswith("biovid"):
-        _synth_biovid(data, "A" if name.startswith("biovid_a") else "B", name.endswith("5class"))
+        synth_biovid_tiny(data, "A" if name.startswith("biovid_a") else "B", name.endswith("5class"))
         sets.append(f"data.root={data}")
     elif name == "affwild2":
         from mtpkdot.config import SynthConfig
@@ -186,7 +143,7 @@ def test_affwild2_sequences_with_a_finetuned_student_backbone(fusion, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     synth_affwild2(data, SynthConfig(subjects=4, size=24, duration=3.0))
-    sets = _shrink("affwild2") + [f"data.root={data}", "student.finetune_backbone=true"]
+    sets = shrink("affwild2") + [f"data.root={data}", "student.finetune_backbone=true"]
     if fusion == "mmt":
         sets = [s for s in sets if not s.startswith("teacher.fusion_kwargs=")]
         sets += [

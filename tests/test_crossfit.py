@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tests.test_pipeline_run import tiny_overrides
 
+from helpers import tiny_overrides
 from mtpkdot.config import ConfigError, load_config
 from mtpkdot.data.store import Store
 from mtpkdot.engine.loop import INTERRUPT_ENV

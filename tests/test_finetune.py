@@ -15,9 +15,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers import CONFIGS, shrink, synth_biovid_tiny
 from mtpkdot.cli import app
 from mtpkdot.distill.method import applicable_methods
-from test_configs import CONFIGS, _shrink, _synth_biovid
 
 FUSION_KWARGS = {
     "concat": "{}",
@@ -43,7 +43,7 @@ def _data(name: str, root: Path) -> list[str]:
 
         synth_affwild2(root, SynthConfig(subjects=4, size=24, duration=3.0))
     else:
-        _synth_biovid(root, "B", False)
+        synth_biovid_tiny(root, "B", False)
     return [f"data.root={root}"]
 
 
@@ -52,7 +52,7 @@ def _data(name: str, root: Path) -> list[str]:
 def test_every_method_finetunes_its_backbone(name, fusion, tmp_path):
     kind, prevalent = LAYOUTS[name]
     methods = applicable_methods(kind)
-    sets = [s for s in _shrink(name) if not s.startswith(("teacher.fusion_kwargs=", "student.methods="))]
+    sets = [s for s in shrink(name) if not s.startswith(("teacher.fusion_kwargs=", "student.methods="))]
     sets += _data(name, tmp_path / "data")
     sets += [
         f"teacher.fusion={fusion}",

@@ -16,9 +16,9 @@ import json
 import pandas as pd
 import pytest
 import torch
-from tests.test_pipeline_run import _cli, _set_args, tiny_overrides
 from torch import nn
 
+from helpers import invoke, set_args, tiny_overrides
 from mtpkdot.distill.method import Method
 from mtpkdot.engine.checkpoint import load_checkpoint
 from mtpkdot.registry import METHODS
@@ -57,7 +57,7 @@ def zero_weight_run(tmp_path_factory):
             "teacher.fusion_kwargs={dropout: 0.3}",
         ]
         run = base / "run"
-        res = _cli(["demo", "--out", str(run), "--device", "cpu", *_set_args(sets)])
+        res = invoke(["demo", "--out", str(run), "--device", "cpu", *set_args(sets)])
         assert res.exit_code == 0, res.output
     finally:
         METHODS._items.pop("noisy", None)
@@ -112,7 +112,7 @@ def test_several_prevalent_modalities_train_a_fusion_without_tnet_branches(tmp_p
         "protocol.folds=2",
     ]
     run = tmp_path / "run"
-    res = _cli(["demo", "--out", str(run), "--device", "cpu", "--folds", "1", *_set_args(sets)])
+    res = invoke(["demo", "--out", str(run), "--device", "cpu", "--folds", "1", *set_args(sets)])
     assert res.exit_code == 0, res.output
     stage = run / "seed0" / "fold1" / "lower_bound"
     fusion = load_checkpoint(stage / "best.pt")["modules"]["fusion"]

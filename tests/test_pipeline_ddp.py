@@ -14,7 +14,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from tests.test_pipeline_run import tiny_overrides
+
+from helpers import tiny_overrides
 
 TRAINED_STAGES = ["backbone_video", "backbone_eda", "teacher", "tnet", "adapters", "student_mtpkdot"]
 

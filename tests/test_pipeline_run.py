@@ -12,54 +12,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from helpers import fold_test_indices, invoke, run_student_outputs, set_args, tiny_overrides
 from mtpkdot.cli import app
 from mtpkdot.engine.loop import INTERRUPT_ENV
 
 METHODS = ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot"]
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "src" / "mtpkdot" / "resources" / "demo.yaml"
-
-
-def tiny_overrides(data_root, store) -> list[str]:
-    """The demo config shrunk to seconds: 6 subjects, 16 x 16 clips of 4 frames, 2 epochs, 2 folds."""
-    sets = [
-        f"data.root={data_root}",
-        f"data.store={store}",
-        "data.synthetic.subjects=6",
-        "data.synthetic.samples_per_class=3",
-        "data.synthetic.size=24",
-        "data.synthetic.duration=2.0",
-        "data.modalities.video.size=16",
-        "data.modalities.video.segments=4",
-        "data.modalities.video.feature_dim=16",
-        "data.modalities.video.backbone_kwargs={width: 4}",
-        "data.modalities.eda.window=[0.0, 2.0]",
-        "data.modalities.eda.feature_dim=16",
-        "protocol.folds=2",
-        "protocol.val_subjects=0.3",
-        "adapters.hidden=8",
-        "tnet.hidden=[8]",
-        "distill.k=3",
-        "student.batch_size=8",
-        "teacher.batch_size=8",
-        "num_threads=1",
-    ]
-    for sec in (
-        "data.modalities.video.train",
-        "data.modalities.eda.train",
-        "teacher",
-        "adapters",
-        "tnet",
-        "student",
-    ):
-        sets += [f"{sec}.epochs=2", f"{sec}.patience=null"]
-    return sets
-
-
-def _cli(args: list[str]):
-    res = CliRunner().invoke(app, args)
-    if res.exit_code != 0 and res.exception is not None and not isinstance(res.exception, SystemExit):
-        raise res.exception
-    return res
 
 
 @pytest.fixture(scope="module")
@@ -68,39 +25,9 @@ def tiny(tmp_path_factory):
     base = tmp_path_factory.mktemp("tiny")
     sets = tiny_overrides(base / "data", base / "store")
     run = base / "run_a"
-    res = _cli(["demo", "--out", str(run), "--device", "cpu"] + [a for s in sets for a in ("--set", s)])
+    res = invoke(["demo", "--out", str(run), "--device", "cpu"] + [a for s in sets for a in ("--set", s)])
     assert res.exit_code == 0, res.output
     return {"base": base, "sets": sets, "run": run, "output": res.output}
-
-
-def _set_args(sets: list[str]) -> list[str]:
-    return [a for s in sets for a in ("--set", s)]
-
-
-def fold_test_indices(run: Path, fold: int, store) -> np.ndarray:
-    """Store indices of the test samples of ``fold`` (seed 0), in store order."""
-    split = pd.read_csv(run / "seed0" / f"fold{fold}" / "split.csv", dtype=str)
-    test = set(split.loc[split["role"] == "test", "sample_id"])
-    return np.flatnonzero(store.manifest["sample_id"].isin(test).to_numpy())
-
-
-def run_student_outputs(run: Path, fold: int, method: str, model, idx: np.ndarray):
-    """What the run's student computed for store samples ``idx``: its selected checkpoint (best.pt)
-    applied to the backbone features the run cached (not to the bundle's own backbone)."""
-    import copy
-
-    import torch
-
-    from mtpkdot.engine.checkpoint import load_checkpoint
-
-    fold_dir = run / "seed0" / f"fold{fold}"
-    state = load_checkpoint(fold_dir / f"student_{method}" / "best.pt")["modules"]["student"]
-    student = copy.deepcopy(model.student)
-    student.load_state_dict({k: v for k, v in state.items() if not k.startswith("backbones.")})
-    feats = {m: torch.from_numpy(np.load(fold_dir / "features" / f"{m}.npy")[idx]) for m in model.prevalent}
-    with torch.no_grad():
-        out, _ = student.eval()(feats)
-    return out
 
 
 def test_demo_writes_the_run_directory_layout(tiny):
@@ -169,14 +96,14 @@ def test_resume_after_interrupt_gives_identical_results(tiny, monkeypatch):
     """A second run from scratch with the same seed (determinism) interrupted in a student stage and
     resumed must reproduce summary.csv of the first run exactly."""
     run_b = tiny["base"] / "run_b"
-    args = ["demo", "--out", str(run_b), "--device", "cpu"] + _set_args(tiny["sets"])
+    args = ["demo", "--out", str(run_b), "--device", "cpu"] + set_args(tiny["sets"])
     monkeypatch.setenv(INTERRUPT_ENV, "student_pkdot:1")
     with pytest.raises(Exception, match="interrupted"):
-        _cli(args)
+        invoke(args)
     stage = run_b / "seed0" / "fold1" / "student_pkdot"
     assert (stage / "last.pt").is_file() and not (stage / "done").is_file()
     monkeypatch.delenv(INTERRUPT_ENV)
-    res = _cli(args)
+    res = invoke(args)
     assert res.exit_code == 0, res.output
     a = (tiny["run"] / "summary.csv").read_text()
     b = (run_b / "summary.csv").read_text()
@@ -187,7 +114,7 @@ def test_resume_after_interrupt_gives_identical_results(tiny, monkeypatch):
 
 def test_changed_config_on_existing_run_is_refused(tiny):
     sets = tiny["sets"] + ["student.lr=0.5"]
-    res = _cli(["demo", "--out", str(tiny["run"]), "--device", "cpu"] + _set_args(sets))
+    res = invoke(["demo", "--out", str(tiny["run"]), "--device", "cpu"] + set_args(sets))
     assert res.exit_code == 2
     assert "student.lr" in res.output and "config.yaml" in res.output and "--out" in res.output
 
@@ -196,7 +123,7 @@ def test_export_and_predict_use_the_prevalent_modality_only(tiny, tmp_path):
     import torch
 
     bundle = tmp_path / "student.pt"
-    res = _cli(["export", str(tiny["run"]), "--fold", "1", "--method", "mtpkdot", "--out", str(bundle)])
+    res = invoke(["export", str(tiny["run"]), "--fold", "1", "--method", "mtpkdot", "--out", str(bundle)])
     assert res.exit_code == 0, res.output
     content = torch.load(bundle, weights_only=True)
     assert set(content["backbones"]) == {"video"}  # no privileged backbone
@@ -208,7 +135,7 @@ def test_export_and_predict_use_the_prevalent_modality_only(tiny, tmp_path):
     sample = tmp_path / "sample.npy"
     np.save(sample, np.asarray(store.array("video")[0]))
     video = sorted((tiny["base"] / "data" / "video").rglob("*.mp4"))[0]
-    res = _cli(["predict", str(bundle), str(sample), str(video)])
+    res = invoke(["predict", str(bundle), str(sample), str(video)])
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.output.strip().splitlines()]
     assert len(rows) == 2
@@ -242,18 +169,20 @@ def test_export_works_after_the_store_is_deleted(tiny, tmp_path):
     cfg["data"]["store"] = str(tmp_path / "deleted_store")  # the prepared data is gone
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     bundle = tmp_path / "student.pt"
-    res = _cli(["export", str(run), "--fold", "1", "--method", "mtpkdot", "--out", str(bundle)])
+    res = invoke(["export", str(run), "--fold", "1", "--method", "mtpkdot", "--out", str(bundle)])
     assert res.exit_code == 0, res.output
     want = tmp_path / "from_store.pt"
     assert (
-        _cli(["export", str(tiny["run"]), "--fold", "1", "--method", "mtpkdot", "--out", str(want)]).exit_code
+        invoke(
+            ["export", str(tiny["run"]), "--fold", "1", "--method", "mtpkdot", "--out", str(want)]
+        ).exit_code
         == 0
     )
     got, ref = torch.load(bundle, weights_only=True), torch.load(want, weights_only=True)
     assert got["task"] == ref["task"] and got["item_shapes"] == ref["item_shapes"]
     # without the copy either, the error names both places
     (run / "store_meta.json").unlink()
-    res = _cli(["export", str(run), "--fold", "1", "--method", "mtpkdot", "--out", str(tmp_path / "x.pt")])
+    res = invoke(["export", str(run), "--fold", "1", "--method", "mtpkdot", "--out", str(tmp_path / "x.pt")])
     assert res.exit_code != 0 and "store_meta.json" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "x.pt").exists()
 
@@ -278,9 +207,9 @@ def test_stale_feature_cache_is_detected(tiny, tmp_path):
     )
     teacher = run / "seed0" / "fold1" / "teacher" / "best.pt"
     stamp = teacher.stat().st_mtime_ns
-    args = ["demo", "--out", str(run), "--device", "cpu"] + _set_args(tiny["sets"])
+    args = ["demo", "--out", str(run), "--device", "cpu"] + set_args(tiny["sets"])
     with pytest.raises(RuntimeError, match=r"feature cache of 'video' was computed with another backbone"):
-        _cli(args)
+        invoke(args)
     assert teacher.stat().st_mtime_ns == stamp  # nothing downstream ran on the stale features
     assert torch.equal(load_checkpoint(best)["modules"]["model"][key], weights[key])
 
@@ -289,7 +218,7 @@ def test_evaluate_rebuilds_the_summary(tiny):
     summary = tiny["run"] / "summary.csv"
     before = summary.read_text()
     summary.unlink()
-    res = _cli(["evaluate", str(tiny["run"])])
+    res = invoke(["evaluate", str(tiny["run"])])
     assert res.exit_code == 0 and "mtpkdot" in res.output
     assert summary.read_text() == before
 
@@ -308,9 +237,9 @@ def test_finetune_backbone_trains_the_student_end_to_end(tiny):
 
     run = tiny["base"] / "run_ft"
     sets = tiny["sets"] + ["student.finetune_backbone=true"]
-    res = _cli(
+    res = invoke(
         ["demo", "--out", str(run), "--device", "cpu", "--methods", "mtpkdot", "--folds", "1"]
-        + _set_args(sets)
+        + set_args(sets)
     )
     assert res.exit_code == 0, res.output
     fold = run / "seed0" / "fold1"

@@ -16,9 +16,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers import CONFIGS, DEMO_CONFIG, fold_test_indices, run_student_outputs, shrink, tiny_overrides
 from mtpkdot.cli import app
-from test_configs import CONFIGS, _shrink
-from test_pipeline_run import DEMO_CONFIG, fold_test_indices, run_student_outputs, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +80,7 @@ def test_regression_bundle_predicts_what_the_run_predicts(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     synth_affwild2(data, SynthConfig(subjects=4, size=24, duration=3.0))
-    sets = _shrink("affwild2") + [f"data.root={data}"]
+    sets = shrink("affwild2") + [f"data.root={data}"]
     run = tmp_path / "run"
     _invoke(
         ["run", str(CONFIGS / "affwild2.yaml"), "--out", str(run), "--device", "cpu", "--methods", "mtpkdot"]

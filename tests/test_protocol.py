@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tests.test_pipeline_run import tiny_overrides
 
+from helpers import tiny_overrides
 from mtpkdot.config import load_config
 from mtpkdot.pipeline import runner, stages
 from mtpkdot.pipeline.experiment import run_experiment

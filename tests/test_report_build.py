@@ -10,26 +10,10 @@ import pandas as pd
 import pytest
 
 from fakerun import make_fake_run
+from helpers import assert_valid_png
 from mtpkdot.layout import RunLayout
 from mtpkdot.report import write_report
 from mtpkdot.report.tables import DECIMALS, parse_markdown_tables, parse_mean_std
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def assert_valid_png(path) -> None:
-    import matplotlib.image as mpimg
-
-    data = path.read_bytes()
-    assert data[:8] == PNG_MAGIC, f"{path} is not a PNG"
-    img = mpimg.imread(path)
-    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100, f"{path}: {img.shape}"
-    rgb = img[..., :3].reshape(-1, 3)
-    assert rgb.std() > 0.01, f"{path} is (nearly) one color"
-    # a plot has axes, text and data: many distinct colors, and a fair share of non-background pixels
-    packed = (rgb * 255).astype(np.int64) @ np.array([65536, 256, 1])
-    assert len(np.unique(packed)) > 20, f"{path} has almost no content"
-    assert (rgb.min(axis=1) < 0.9).mean() > 0.01, f"{path} is almost blank"
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from helpers import assert_valid_png
 from mtpkdot.report import write_report
 from mtpkdot.report.tables import parse_markdown_tables, parse_mean_std
 
@@ -70,7 +71,6 @@ def test_the_fake_run_fixture_matches_a_real_run(real_run, tmp_path):
 
 
 def test_report_from_a_real_tiny_run(real_run):
-    from test_report_build import assert_valid_png
 
     md = (real_run / "report.md").read_text()
     summary = pd.read_csv(real_run / "summary.csv")

@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from fakerun import make_fake_run
+from helpers import DEMO_CONFIG, assert_valid_png, tiny_overrides
 from mtpkdot.pipeline.sweep import grid_points, parse_grid, plan_sweep, run_sweep, share_upstream
 from mtpkdot.report.sweep import write_sweep_report
 from mtpkdot.report.tables import parse_markdown_tables, parse_mean_std
@@ -185,7 +186,6 @@ def test_sweep_csv_holds_settings_and_metric(sweep_dir):
 
 
 def test_sweep_report_figure_and_centroid_table(sweep_dir):
-    from test_report_build import assert_valid_png
 
     out, _ = sweep_dir
     assert_valid_png(out / "figures" / "fig7_sweep.png")
@@ -238,7 +238,6 @@ def _file_stamps(folder):
 def test_real_sweep_rerun_resumes_finished_points_and_stages(tmp_path):
     """The real pipeline, twice: the rerun redoes exactly the one stage that was lost, nothing else."""
     from mtpkdot.cli import app
-    from test_pipeline_run import DEMO_CONFIG, tiny_overrides
 
     sets = tiny_overrides(tmp_path / "data", tmp_path / "store")
     out = tmp_path / "sw"

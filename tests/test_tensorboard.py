@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.test_pipeline_run import _cli, _set_args, tiny_overrides
 from torch import nn
 
+from helpers import invoke, set_args, tiny_overrides
 from mtpkdot.config import ConfigError, load_config
 from mtpkdot.engine import StageInterrupted, fit, index_batches, make_generator, run_epoch, seed_everything
 from mtpkdot.engine.loop import INTERRUPT_ENV, _write_metrics
@@ -158,7 +158,7 @@ def test_run_writes_one_tensorboard_run_per_seed_fold_and_stage(tmp_path):
     sets = tiny_overrides(tmp_path / "data", tmp_path / "store") + ["tensorboard=true"]
     run = tmp_path / "run"
     args = ["demo", "--out", str(run), "--device", "cpu", "--folds", "1", "--methods", "mtpkdot"]
-    res = _cli(args + _set_args(sets))
+    res = invoke(args + set_args(sets))
     assert res.exit_code == 0, res.output
     trained = sorted(p.parent for p in run.glob("seed*/fold*/*/metrics.csv"))
     names = {p.name for p in trained}
@@ -171,6 +171,6 @@ def test_run_writes_one_tensorboard_run_per_seed_fold_and_stage(tmp_path):
     # switching it off is not a config change: the finished run resumes (nothing to do), not refused
     config_hash = (run / "config.hash").read_text()
     off = [s for s in sets if s != "tensorboard=true"]
-    res = _cli(args + _set_args(off))
+    res = invoke(args + set_args(off))
     assert res.exit_code == 0, res.output
     assert (run / "config.hash").read_text() == config_hash

@@ -1,0 +1,35 @@
+"""The test suite itself: shared code lives in helper modules, never in another test file.
+
+A test file imported from another one is imported twice, under two names when reached both as
+``tests.test_x`` and ``test_x`` (its module fixtures run twice), and plain ``pytest`` cannot import
+``tests.`` at all (the repository root is not on its path): it fails to collect the file.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+TEST_FILES = sorted(TESTS.glob("test_*.py"))
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def test_no_test_file_imports_another_test_file():
+    bad = {
+        path.name: sorted(
+            n for n in imported_modules(path) if n.split(".")[0] == "tests" or n.startswith("test_")
+        )
+        for path in TEST_FILES
+    }
+    bad = {name: mods for name, mods in bad.items() if mods}
+    assert not bad, f"test files importing test files (move what they share to tests/helpers.py): {bad}"
