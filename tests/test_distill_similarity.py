@@ -48,6 +48,23 @@ def test_anchors_ascending_and_least_similar():
     np.testing.assert_array_equal(idx.numpy(), ref)
 
 
+@pytest.mark.parametrize("path", ["host", "device"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_anchor_order_at_a_size_where_argpartition_does_not_sort(path, dtype, monkeypatch):
+    """At b = 400, k = 150 ``numpy.argpartition`` (and ``topk(sorted=False)``) leave many rows out of
+    order; smaller sizes happen to come back sorted, so they cannot tell a missing sort."""
+    import mtpkdot.distill.similarity as sim
+
+    if path == "device":  # the accelerator path (torch.topk) on CPU tensors
+        monkeypatch.setattr(sim, "on_host", lambda t: False)
+    torch.manual_seed(0)
+    s = similarity_matrix(torch.randn(400, 32, dtype=dtype))
+    idx = select_anchors(s, 150)
+    a = s.numpy().copy()
+    np.fill_diagonal(a, np.inf)
+    np.testing.assert_array_equal(idx.numpy(), np.argsort(a, axis=1, kind="stable")[:, :150])
+
+
 def test_diagonal_is_never_an_anchor_even_for_degenerate_batches():
     # identical rows: every similarity is 1, so ties reach the diagonal; it must still be excluded
     s = similarity_matrix(torch.ones(5, 3))
