@@ -107,11 +107,16 @@ def test_r3d_18_weights_with_projection_and_wrapped_ddp_checkpoint(tmp_path):
     assert model.proj.weight.shape == (64, 512)
 
 
-def test_fine_tuned_fc_of_another_shape_is_dropped(tmp_path):
+def test_fine_tuned_fc_of_another_shape_is_dropped(tmp_path, caplog):
     state = fake_checkpoint(read_golden("r3d_18"))
     state["fc.weight"], state["fc.bias"] = torch.randn(2, 512), torch.randn(2)
     torch.save(state, tmp_path / "two_class.pth")
-    build_backbone("r3d_18", weights=tmp_path / "two_class.pth")
+    with caplog.at_level(logging.WARNING, logger="mtpkdot.models"):
+        model = build_backbone("r3d_18", weights=tmp_path / "two_class.pth")
+    assert "without fc.weight, fc.bias" in caplog.text  # dropped, and said so
+    assert not [k for k in model.state_dict() if k.startswith("fc.")]
+    for key, value in model.state_dict().items():  # everything else is the checkpoint's
+        assert torch.equal(value, state[key]), key
 
 
 def test_mismatching_checkpoint_names_the_keys(tmp_path):
