@@ -234,20 +234,24 @@ def test_ratio_comes_from_the_split_files_of_the_summarised_folds(tmp_path):
     from mtpkdot.report.tables import read_summary
 
     path = make_fake_run(tmp_path / "sizes", seeds=(0,), folds=3, snapshots=False, tsne=False)
-    sizes = {1: (70, 10, 25), 2: (60, 20, 15), 3: (75, 5, 20)}  # train, val, test per fold
+    # train, val, test per fold; unequal training sizes so that the ratio of means (the estimator) differs
+    # from the mean of per-fold ratios, and every subset of folds below gives another value
+    sizes = {1: (70, 10, 30), 2: (45, 15, 20), 3: (90, 10, 10)}
     for fold, (tr, va, te) in sizes.items():
         roles = ["train"] * tr + ["val"] * va + ["test"] * te
         split_csv = RunLayout(path).fold(0, fold).split_csv
         pd.DataFrame({"sample_id": range(len(roles)), "role": roles}).to_csv(split_csv, index=False)
     summary = read_summary(path / "summary.csv")
     ratio, source = ratio_for_run(RunDir(path), summary)
-    assert ratio == pytest.approx(20 / 80)  # mean test 20 over mean training + validation 80
-    assert "3 folds' split.csv" in source
-    # a fold that is not in summary.csv does not count
-    ratio, _ = ratio_for_run(RunDir(path), summary[summary["fold"] != 3])
+    # mean test 20 over mean training + validation 80 (mean of per-fold ratios: 0.269; training alone: 0.293)
     assert ratio == pytest.approx(20 / 80)
+    assert "3 folds' split.csv" in source
+    # a fold that is not in summary.csv does not count (all three folds give 20 / 80)
+    ratio, source = ratio_for_run(RunDir(path), summary[summary["fold"] != 3])
+    assert ratio == pytest.approx(25 / 70)
+    assert "2 folds' split.csv" in source
     ratio, _ = ratio_for_run(RunDir(path), summary[summary["fold"] != 1])
-    assert ratio == pytest.approx(17.5 / 80)
+    assert ratio == pytest.approx(15 / 80)
 
 
 def test_a_subject_in_two_folds_of_a_partition_is_flagged(tmp_path):
