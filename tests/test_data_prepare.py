@@ -407,7 +407,8 @@ def test_each_kind_has_a_handler() -> None:
 
 def test_worker_threads_share_the_cores(biovid: Path, monkeypatch) -> None:
     # one worker lets the decoder and OpenCV use every core; N workers give each cores / N threads
-    cv2 = pytest.importorskip("cv2")
+    import cv2
+
     from mtpkdot.signals import video
 
     monkeypatch.setattr(prep, "_cpu_count", lambda: 4)

@@ -6,12 +6,11 @@ import math
 import warnings
 
 import numpy as np
+import ot
 import pytest
 import torch
 
 from mtpkdot.distill import RelationalOTLoss, SinkhornLoss, relational_clouds, similarity_matrix
-
-ot = pytest.importorskip("ot")
 
 
 def _pot_entropic_ot(x: np.ndarray, y: np.ndarray, reg: float) -> float:

@@ -33,3 +33,15 @@ def test_no_test_file_imports_another_test_file():
     }
     bad = {name: mods for name, mods in bad.items() if mods}
     assert not bad, f"test files importing test files (move what they share to tests/helpers.py): {bad}"
+
+
+def test_oracles_are_imported_not_skipped():
+    # POT, torchmetrics, TensorBoard and OpenCV are declared dependencies ([test] or the package's own): a
+    # missing one is a broken install, and importorskip would report it as a pass
+    calls = {
+        path.name
+        for path in TEST_FILES
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr == "importorskip"
+    }
+    assert not calls, f"pytest.importorskip in {sorted(calls)}"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 from helpers import invoke, set_args, tiny_overrides
@@ -17,9 +18,6 @@ from mtpkdot.config import ConfigError, load_config
 from mtpkdot.engine import StageInterrupted, fit, index_batches, make_generator, run_epoch, seed_everything
 from mtpkdot.engine.loop import INTERRUPT_ENV, _write_metrics
 from mtpkdot.layout import TENSORBOARD as TENSORBOARD_DIR
-
-pytest.importorskip("tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 
 def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
