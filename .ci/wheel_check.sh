@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The wheel works on its own (issue 15): build it, install it into a fresh venv outside the repository
+# The wheel works on its own (no file of the checkout on the path): build it, install it into a fresh venv outside the repository
 # and, from a temporary folder, run `mtpkdot --version`, `mtpkdot config`, `mtpkdot demo --help` and a
 # `mtpkdot run` of a shipped config at tiny size. Needs `build` (in the test extra) in the calling Python.
 # Usage: bash .ci/wheel_check.sh   (about 2-4 minutes, most of it installing torch into the fresh venv)

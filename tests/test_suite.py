@@ -45,3 +45,27 @@ def test_oracles_are_imported_not_skipped():
         if isinstance(node, ast.Attribute) and node.attr == "importorskip"
     }
     assert not calls, f"pytest.importorskip in {sorted(calls)}"
+
+
+def test_ci_runs_the_checks_readme_lists():
+    """Every command of README's Development block is one .ci/run runs (pytest selections through its
+    run_selection wrapper, with the same arguments)."""
+    readme = (TESTS.parent / "README.md").read_text()
+    block = readme.split("## Development", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [
+        part.strip()
+        for line in block.splitlines()
+        if line.split("#", 1)[0].strip()
+        for part in line.split("#", 1)[0].split("&&")
+    ]
+    ci = (TESTS.parent / ".ci" / "run").read_text()
+    run_lines = [line.split("||")[0].strip() for line in ci.splitlines() if not line.lstrip().startswith("#")]
+    assert commands, "README's Development block lists no command"
+    for command in commands:
+        if command.startswith("python -m pytest "):
+            args = command.removeprefix("python -m pytest ")
+            assert any(
+                line.startswith("run_selection ") and line.endswith(f" {args}") for line in run_lines
+            ), command
+        else:
+            assert command in run_lines, f"README says CI runs `{command}`; .ci/run does not"
