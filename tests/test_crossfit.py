@@ -1,4 +1,4 @@
-"""Cross-fitted teacher-side features (``features.crossfit``, issue 13 item 2; docs/pipeline.md).
+"""Cross-fitted teacher-side features (``features.crossfit``; docs/pipeline.md).
 
 A leakage canary like tests/test_protocol.py: one tiny run with K = 2 is instrumented, and every
 training sample's cached teacher-side feature must be the output of a backbone that never saw its

@@ -1,6 +1,6 @@
-"""The `shared` knob of the synthetic Biovid world (issue 13 item 1): shared=0 is the world of before the
-knob, byte for byte; shared>0 puts the per-sample latent into the face video (and the physiological
-response), seeded."""
+"""The `shared` knob of the synthetic Biovid world (a known answer for the distillation question):
+shared=0 is the world of before the knob, byte for byte; shared>0 puts the per-sample latent into the
+face video (and the physiological response), seeded."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``student.finetune_backbone: true`` with every method and every fusion, for classification and
-regression, and for the physiological student (issue 13 item 3; docs/pipeline.md, "Fine-tuned student").
+regression, and for the physiological student (docs/pipeline.md, "Fine-tuned student").
 
 One tiny run per (task, fusion) trains every applicable method's student end to end (slow selection:
 40 to 80 s each on a shared 2-core machine); each student's prevalent backbone must start from the fold's

@@ -1,4 +1,4 @@
-"""results/make_results.sh (issue 13 item 5): lists its settings, refuses an unknown one, and each setting
+"""results/make_results.sh (the published results): lists its settings, refuses an unknown one, and each setting
 runs every (seed, fold) of 5 folds x 3 seeds exactly once on a config that validates (DRY_RUN prints the
 commands instead of running them)."""
 
@@ -72,7 +72,7 @@ def test_each_setting_runs_every_seed_and_fold_once_on_a_valid_config(name):
         f"data.workers={2}",
     ]  # prepare: the same, in 2 processes
     overrides = list(sets.pop())
-    if "shared" not in SynthConfig.model_fields:  # the knob of issue 13 item 1 is on another branch
+    if "shared" not in SynthConfig.model_fields:  # a SynthConfig from before the shared knob
         knob = [o for o in overrides if o.startswith("data.synthetic.shared=")]
         assert bool(knob) == name.startswith("shared")
         overrides = [o for o in overrides if o not in knob]

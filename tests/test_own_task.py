@@ -1,4 +1,4 @@
-"""Own data: the declared task is the contract (issue 11, item 1)."""
+"""Own data: the declared task is the contract (not one guessed from the labels)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Common random numbers (issue 12): every student of one (seed, fold) starts from the same initial
+"""Common random numbers (methods compared on the same draws): every student of one (seed, fold) starts from the same initial
 weights and sees the same batches, so with the distillation terms weighted zero (alpha = 1,
 beta = gamma = 0) every method trains exactly the student of ``none``.
 

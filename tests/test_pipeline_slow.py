@@ -1,5 +1,5 @@
 """Slow end-to-end checks: a run killed by SIGKILL resumes to the same results, and a regression
-bundle predicts what the run's student predicts (issue 11, item 4)."""
+bundle predicts what the run's student predicts."""
 
 from __future__ import annotations
 

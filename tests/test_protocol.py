@@ -1,4 +1,5 @@
-"""Leakage canary of the evaluation protocol (DESIGN.md section 4; reference-notes 5.2, items 1-5).
+"""Leakage canary of the evaluation protocol (the released code split by video and
+selected epochs on the test fold: here no subject is in two roles, and the test role is scored once).
 
 One tiny run of fold 1 is instrumented: every training batch of every stage must hold training-role
 samples only, every epoch-selection evaluation must score exactly the validation role, the test role

@@ -1,4 +1,5 @@
-"""Files the tool reads never run code: bundles and checkpoints load with weights_only=True (issue 11)."""
+"""Files the tool reads never run code: bundles and checkpoints load with weights_only=True
+(a pickle can run any code on load, and users load bundles they were sent)."""
 
 from __future__ import annotations
 

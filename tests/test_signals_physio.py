@@ -80,7 +80,7 @@ def test_window_too_long_is_wrong_length(tmp_path: Path) -> None:
 
 
 def test_emg_spectrogram_shape_matches_released_code() -> None:
-    # reference-notes 2.2: 3 s at 512 Hz (1536 samples), nperseg 16, noverlap 4, nfft 128 -> 65 x 127
+    # the released code: 3 s at 512 Hz (1536 samples), nperseg 16, noverlap 4, nfft 128 -> 65 x 127
     x = np.random.default_rng(0).normal(size=1536)
     assert emg_spectrogram(x).shape == (65, 127)
     assert emg_spectrogram(np.stack([x, x]), log=True).shape == (2, 65, 127)
