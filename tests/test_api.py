@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from tests.test_pipeline_run import tiny_overrides
 
 import mtpkdot
+from helpers import tiny_overrides
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
