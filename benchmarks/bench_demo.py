@@ -4,7 +4,7 @@
     python benchmarks/bench_demo.py --set data.synthetic.subjects=6   # a quick check
 
 Peak RSS is the largest resident set of the demo process and its children (``RUSAGE_CHILDREN``).
-The target (issue 5): <= 10 minutes and <= 3 GB on a 2-core CPU machine.
+The target: <= 10 minutes and <= 3 GB on a 2-core CPU machine.
 """
 
 from __future__ import annotations

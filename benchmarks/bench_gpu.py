@@ -1,4 +1,4 @@
-"""The CUDA check, prepared for a machine with a GPU (issues 5 and 14): one script, about 5 minutes.
+"""The CUDA check, prepared for a machine with a GPU: one script, about 5 minutes.
 
     python benchmarks/bench_gpu.py --json benchmarks/results/gpu.json
 

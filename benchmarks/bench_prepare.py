@@ -595,7 +595,7 @@ def _or_none(fn, path: Path):
         return None
 
 
-# Full Biovid part B run (BENCHMARKS.md, item 4 of issue 14). Measured inputs: the JSON of --real-size and
+# Full Biovid part B run (BENCHMARKS.md). Measured inputs: the JSON of --real-size and
 # benchmarks/results/{models,student}.json. ASSUMED (no GPU measured yet): the GPU rates below.
 PART_B = {"samples": 8600, "bl1_pa4_share": 0.4, "folds": 5, "seeds": 3, "train_share": 0.8 * 0.8}
 ASSUMED_GPU = {"r3d_18_train_clips_s": 1000.0, "r3d_18_eval_clips_s": 3000.0, "spec_train_clips_s": 5000.0}
