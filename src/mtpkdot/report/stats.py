@@ -16,11 +16,9 @@ over the k r pairs treats them as independent and finds differences that are not
   value per seed), whose r values are independent by construction; with r values the smallest two-sided
   p it can reach is 2 / 2^r (0.25 for 3 seeds), so it can confirm but rarely detect.
 
-:func:`paired_test` (the Wilcoxon test over every (seed, fold) pair, anti-conservative for the reasons
-above) stays for sweeps, whose points are single runs. Its settings:
-``scipy.stats.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided")``: pairs with a zero
-difference are dropped (Wilcoxon's original treatment) and the hypothesis is two-sided (a method may
-be worse as well as better than its reference).
+:func:`wilcoxon_test` runs ``scipy.stats.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided")``:
+pairs with a zero difference are dropped (Wilcoxon's original treatment) and the hypothesis is two-sided
+(a method may be worse as well as better than its reference).
 """
 
 from __future__ import annotations
@@ -35,36 +33,6 @@ import pandas as pd
 ZERO_METHOD = "wilcox"
 ALTERNATIVE = "two-sided"
 PAIR_KEYS = ("seed", "fold")
-
-
-@dataclass(frozen=True)
-class PairedTest:
-    """Result of one paired comparison ``method`` vs ``reference`` on one metric.
-
-    ``n`` is the number of matched (seed, fold) pairs, ``n_nonzero`` those with a non-zero difference
-    (the ones the test uses). ``p`` and ``statistic`` are NaN when the test cannot say anything
-    (``reason`` then says why, e.g. "n too small").
-    """
-
-    method: str
-    reference: str
-    metric: str
-    n: int
-    n_nonzero: int
-    mean_diff: float
-    statistic: float
-    p: float
-    reason: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not math.isnan(self.p)
-
-    def describe_p(self) -> str:
-        """Short text for tables and sentences: ``p=0.044`` or the reason there is no p."""
-        if not self.ok:
-            return self.reason
-        return f"p={format_p(self.p)}"
 
 
 def format_p(p: float) -> str:
@@ -117,24 +85,6 @@ def wilcoxon_test(x: np.ndarray, y: np.ndarray) -> tuple[float, float, str]:
         warnings.simplefilter("ignore", RuntimeWarning)
         res = wilcoxon(x, y, zero_method=ZERO_METHOD, alternative=ALTERNATIVE)
     return float(res.statistic), float(res.pvalue), ""
-
-
-def paired_test(summary: pd.DataFrame, method: str, reference: str, metric: str) -> PairedTest:
-    """Wilcoxon test of ``method`` against ``reference`` on ``metric``, pairs matched on (seed, fold)."""
-    x, y = paired_values(summary, method, reference, metric)
-    d = x - y
-    stat, p, reason = wilcoxon_test(x, y)
-    return PairedTest(
-        method=method,
-        reference=reference,
-        metric=metric,
-        n=len(d),
-        n_nonzero=int(np.count_nonzero(d)),
-        mean_diff=float(d.mean()) if len(d) else math.nan,
-        statistic=stat,
-        p=p,
-        reason=reason,
-    )
 
 
 def min_reachable_p(n_nonzero: int) -> float:
