@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make the results of issue 13 (README.md and BENCHMARKS.md, "Results on the synthetic data"), one setting
+# Make the published results (README.md and BENCHMARKS.md, "Results on the synthetic data"), one setting
 # at a time, on the credible protocol: 5 subject-wise folds x 3 seeds (repeated CV, one partition per seed),
 # every applicable method plus lower_bound, none and teacher.
 #
@@ -48,7 +48,7 @@
 # no repeated CV), 30 synthetic videos, sequences of 4 clips, tiny3d video and ResNet-18 on 32 x 32 audio
 # spectrograms, jca with k = 16, hidden 64. physio: ResNet-18 on the EMG spectrogram (paper) but 5
 # epochs, mmt with d_model 64, 1 layer; the video teacher branch is the demo's tiny3d. The known-answer
-# knob data.synthetic.shared comes from issue 13 item 1 (the "world" branch). Students: the Biovid
+# knob is data.synthetic.shared (> 0 puts the per-sample latent into the face video). Students: the Biovid
 # settings keep the demo's (Adam, lr 1e-4 as the paper, batch 32 and k 8 instead of 128 and 30: about
 # 480 training samples per fold, see configs/demo.yaml); affwild2 and physio use batch 32 and k 8 for the
 # same reason but lr 1e-3, set when these two settings were first written and not measured against the

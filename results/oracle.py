@@ -1,4 +1,4 @@
-"""The known-answer check of the synthetic Biovid world (issue 13 item 1), without any distillation method.
+"""The known-answer check of the synthetic Biovid world, without any distillation method.
 
 For each value of ``data.synthetic.shared``: generate the demo's synthetic Biovid set, prepare it, make
 subject-wise folds, and train the demo's video model (tiny3d, the demo's settings) twice per fold on the

@@ -32,7 +32,7 @@ What it trades against the full pipeline, to run in minutes on 2 cores instead o
   fresh perturbation of each arm's feature per (seed, fold) (``--run-noise``), set so that the standard
   deviation of the 15 paired differences between exchangeable arms is about 1.6 points, like the
   spread between each student and ``none`` in that publication (1.25 to 2.2 points, before common random numbers). Common random
-  numbers (issue 12, item 2) should shrink that spread in the pipeline; rerun with ``--run-noise``
+  numbers (every method trained on the same draws) should shrink that spread in the pipeline; rerun with ``--run-noise``
   matched to the new runs' spread (the table prints the simulated one) to update the answer.
 So the numbers say what the protocol and the test can resolve when fold-to-fold variation looks like
 this model's; a pipeline whose folds vary more needs a larger difference. The fold-level spread of the

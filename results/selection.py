@@ -3,7 +3,7 @@
     python results/selection.py --out runs/selection                  (demo config, 3 folds x 2 seeds)
     python results/selection.py --out runs/selection --analyse-only   (re-read finished runs)
 
-Issue 12 item 5: in published runs every student's validation metric peaked at epoch 1-2, i.e. model
+Why: in published runs every student's validation metric peaked at epoch 1-2, i.e. model
 selection kept a student that distillation had barely touched. This script trains every student of the
 demo config (``configs/demo.yaml``: 20 synthetic subjects, 3 subject-wise folds) for a fixed number of
 epochs with no early stopping, at each student learning rate given, and logs the validation metric of
