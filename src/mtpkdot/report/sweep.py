@@ -80,7 +80,7 @@ def validation_score(point_dir: str | Path, method: str, metric: str) -> float:
     """Mean over (seed, fold) of ``method``'s validation ``metric`` at its selected epoch (NaN when none).
 
     The sweep picks its best point with this, never with the test results of ``summary.csv``: choosing
-    a setting on the test folds is the selection-on-test the protocol forbids (DESIGN.md section 4).
+    a setting on the test folds is selection on the test set (the test fold is scored once, never chosen on).
     """
     values = []
     for test_json in RunLayout(point_dir).test_jsons(layout.student_stage(method)):
