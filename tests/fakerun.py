@@ -1,10 +1,12 @@
 """A test fixture: a fake run directory with plausible numbers from a seeded RNG, for the report tests.
 
-Every path comes from :mod:`mtpkdot.layout` (the module the pipeline writes through), so the fixture
-cannot drift from the real layout: folds numbered from 1 in folder names and summary.csv (folds.csv
-keeps the data side's 0-based numbering, as the pipeline writes it), epochs from 1, and the loss
-terms and validation columns the real stages write (``tests/test_report_real.py`` checks the
-report on a real tiny run as well).
+Every path comes from :mod:`mtpkdot.layout` (the module the pipeline writes through), and the run-level
+files are written by the pipeline's own writers: ``config.yaml`` and ``config.hash`` are a real ``Config``
+(the demo's, with the fake's seeds, folds, methods and task) dumped as a run dumps it, the partitions go
+through ``save_folds`` (with their ``.meta.json``). Folds are numbered from 1 in folder names and
+summary.csv (the folds files keep the data side's 0-based numbering), ``split.csv`` names each sample's
+subject and role, students log the untrained model as epoch 0 (validation only), other stages start at
+epoch 1. ``tests/test_report_real.py`` compares the fake with a real tiny run, so a drift fails there.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from mtpkdot import layout
-from mtpkdot.atomic import atomic_save_npz, atomic_write_csv, atomic_write_text
+from mtpkdot.atomic import atomic_save_npz, atomic_write_csv
+from mtpkdot.data.splits import save_folds
 from mtpkdot.layout import RunLayout
+from mtpkdot.pipeline.demo import demo_config
+from mtpkdot.pipeline.experiment import check_run_dir
 
 # Mean gain over the student without distillation per method (accuracy points); the teacher is the
 # upper bound, and the T-Net's hallucinated features put ``none`` a little above ``lower_bound``.
@@ -96,46 +100,32 @@ def make_fake_run(
     eff = dict(DEFAULT_EFFECTS, **(effects or {}))
     regression = task == "regression"
     metrics = ["ccc_valence", "ccc_arousal"] if regression else ["accuracy"]
-    cfg = {
-        "name": path.name,
-        "seeds": list(seeds),
-        "data": {
-            "dataset": "synthetic_biovid" if not regression else "synthetic_affwild2",
-            "task": "bl1_pa4" if not regression else "va",
-            "modalities": {
-                "video": {"kind": "video", "backbone": "tiny3d"},
-                "eda": {"kind": "eda", "backbone": "cnn1d"},
-            },
-            "prevalent": ["video"],
-            "privileged": ["eda"],
-        },
-        "protocol": {"scheme": "kfold", "folds": folds, "val_subjects": 0.2, "train_subjects": None},
-        "teacher": {"fusion": "concat"},
-        "student": {"batch_size": batch, "epochs": epochs, "methods": [m for m in methods if m != "teacher"]},
-        "distill": {
-            "k": 5,
-            "alpha": 0.8,
-            "beta": 0.2,
-            "gamma": 0.2,
-            "centroid": "similarity",
-            "selection": "per_batch",
-        },
-    }
+    students = [m for m in methods if m not in ("teacher", layout.LOWER_BOUND)]
+    overrides = [
+        f"name={path.name}",
+        f"seeds=[{', '.join(str(x) for x in seeds)}]",
+        f"protocol.folds={folds}",
+        f"student.methods=[{', '.join(students)}]",
+        f"student.batch_size={batch}",
+        f"student.epochs={epochs}",
+    ]
+    if regression:
+        overrides += ["data.dataset=synthetic_affwild2", "data.task=va"]
     path.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.config, yaml.safe_dump(cfg, sort_keys=False))
+    check_run_dir(demo_config(path, overrides), path, write=True)  # config.yaml and config.hash
     subjects = np.arange(folds * 4)
+    partitions = {}
     for seed in seeds:  # one subject partition per seed, as the pipeline persists them
         perm = np.random.default_rng(seed).permutation(subjects)
-        atomic_write_csv(
-            pd.DataFrame(
-                {
-                    "sample_id": [f"s{s}_{i}" for s in perm for i in range(3)],
-                    "subject_id": np.repeat(perm, 3),
-                    "fold": np.repeat(np.arange(len(perm)) % folds, 3),
-                }
-            ),
-            run.folds_file(seed),
+        part = pd.DataFrame(
+            {
+                "sample_id": [f"s{s}_{i}" for s in perm for i in range(3)],
+                "subject_id": [f"s{s}" for s in np.repeat(perm, 3)],
+                "fold": np.repeat(np.arange(len(perm)) % folds, 3),
+            }
         )
+        save_folds(run.folds_file(seed), part, part, scheme="kfold", n_folds=folds, seed=seed)
+        partitions[seed] = part
     rows = []
     for seed in seeds:
         for fold in range(1, folds + 1):  # the run directory's numbering
@@ -152,10 +142,7 @@ def make_fake_run(
                 row["n_test"] = 12  # 4 test subjects x 3 samples, as in split.csv
                 rows.append(row)
             if fold_dirs:
-                n_subj = len(subjects)  # 4 test subjects, 1 validation, the rest training; 3 samples each
-                roles = ["test"] * 4 + ["val"] + ["train"] * (n_subj - 5)
-                split = pd.DataFrame({"sample_id": range(3 * n_subj), "role": np.repeat(roles, 3)})
-                atomic_write_csv(split, path / f"seed{seed}" / f"fold{fold}" / "split.csv")
+                atomic_write_csv(_split(partitions[seed], fold), run.fold(seed, fold).split_csv)
                 _fake_fold(
                     run.fold(seed, fold).path,
                     rng,
@@ -169,6 +156,15 @@ def make_fake_run(
                 )
     atomic_write_csv(pd.DataFrame(rows), run.summary)
     return path
+
+
+def _split(part: pd.DataFrame, fold: int) -> pd.DataFrame:
+    """The fold's test subjects (4), one validation subject, the rest training; columns as the pipeline's."""
+    test = part["fold"] == fold - 1
+    val_subject = part.loc[~test, "subject_id"].iloc[0]
+    role = np.where(test, "test", np.where(part["subject_id"] == val_subject, "val", "train"))
+    split = part[["sample_id", "subject_id"]].assign(role=role)
+    return pd.concat([split[split["role"] == r] for r in ("train", "val", "test")])
 
 
 def _fake_fold(
@@ -200,15 +196,22 @@ def _fake_fold(
         sd = fd / layout.student_stage(m)
         sd.mkdir(parents=True, exist_ok=True)
         df = _metrics_frame(rng, epochs, STUDENT_TERMS.get(m, ["task"]), val)
+        # epoch 0: the untrained student, validation only (train_* empty), as the student stages log it
+        untrained = {
+            "epoch": 0,
+            "lr": df["lr"].iloc[0],
+            **{f"val_{v}": df[f"val_{v}"].iloc[0] - 5 for v in val},
+        }
+        df = pd.concat([pd.DataFrame([untrained]), df], ignore_index=True)
         if m == "mtpkdot":
             batches = 10
-            for e in range(epochs):
+            for e in range(1, epochs + 1):
                 p = rng.dirichlet([8, 2, 1])
                 counts = rng.multinomial(batches, p)
                 for name, c in zip(("joint", "video", "eda"), counts, strict=True):
                     df.loc[e, f"sel_{name}"] = c
         atomic_write_csv(df, sd / layout.METRICS)
-        if snapshots and m in ("pkdot", "mtpkdot"):
+        if snapshots:  # every student writes its similarity snapshots
             y = rng.integers(0, 2, batch)
             teacher = rng.normal(0, 0.3, (batch, 8)) + np.eye(8)[y * 3]
             noise = rng.normal(0, 1, (batch, 8))

@@ -65,9 +65,20 @@ def test_the_fake_run_fixture_matches_a_real_run(real_run, tmp_path):
         fake_df, real_df = pd.read_csv(stage_dir / METRICS), pd.read_csv(real_metrics)
         missing = set(fake_df.columns) - set(real_df.columns)
         assert not missing, f"{stage_dir.name}: columns the pipeline never writes: {sorted(missing)}"
-        # students log the untrained model as epoch 0 (validation only); the fake starts at epoch 1
-        first = 0 if stage_dir.name.startswith("student_") else 1
-        assert fake_df["epoch"].iloc[0] == 1 and real_df["epoch"].iloc[0] == first
+        # students log the untrained model as epoch 0 (validation only), the other stages start at 1
+        assert fake_df["epoch"].iloc[0] == real_df["epoch"].iloc[0], stage_dir.name
+    # the run-level files and the split files: same names, same columns
+    run_files = {
+        p.name for p in real.root.iterdir() if p.is_file() and p.suffix in (".yaml", ".hash", ".csv", ".json")
+    }
+    run_files -= {"results.csv", "store_meta.json"}  # the report's output; the store's copy
+    assert run_files <= {p.name for p in fake.root.iterdir()}
+    for name in ("split.csv",):
+        assert list(pd.read_csv(fake_fold.path / name).columns) == list(
+            pd.read_csv(real_fold.path / name).columns
+        )
+    real_folds, fake_folds = pd.read_csv(real.folds_files()[0]), pd.read_csv(fake.folds_files()[0])
+    assert list(fake_folds.columns) == list(real_folds.columns)
 
 
 def test_report_from_a_real_tiny_run(real_run):
