@@ -40,7 +40,7 @@ STUDENT_PREFIX = "student_"
 BACKBONE_PREFIX = "backbone_"
 CROSSFIT_PREFIX = "crossfit_"
 TEACHER = "teacher"
-LOWER_BOUND = "lower_bound"  # the prevalent modalities alone (issue 12): a row of summary.csv
+LOWER_BOUND = "lower_bound"  # prevalent modalities alone, no T-Net: a row of summary.csv
 FEATURES = "features"
 ADAPTERS = "adapters"
 

@@ -7,7 +7,7 @@ Official layout (``data.root``)::
     video/<subject_name>/<sample_name>.mp4
     biosignals_filtered/<subject_name>/<sample_name>_bio.csv   (or biosignals_raw/, data.biosignals)
 
-Authors' layout (``data.root``, reference-notes section 2.1)::
+Authors' layout (``data.root``, as the released code reads it)::
 
     <class>/<sample_name>/img_00001.jpg ...       class folder 0..4 (BL1, PA1..PA4)
     physio/<class>/<sample_name>_bio.csv          optional, for biosignal modalities

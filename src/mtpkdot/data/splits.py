@@ -1,9 +1,9 @@
 """Subject-wise folds, persisted with the manifest hash, and the per-fold train / val / test indices.
 
-DESIGN.md section 4: 5-fold StratifiedGroupKFold by subject (or leave-one-subject-out, or the official
+The protocol: 5-fold StratifiedGroupKFold by subject (or leave-one-subject-out, or the official
 split for Affwild2); inside the training subjects of a fold, a validation subset of subjects selects
 epochs; the test fold is touched once. The released code split by video and selected on the test
-fold (reference-notes section 5.2, items 1-2); here no subject is ever in two roles of a fold.
+fold; here no subject is ever in two roles of a fold.
 
 Seeds are repetitions of the cross-validation: with ``kfold``, seed s gives subject partition s
 (:func:`partition`), persisted as ``folds_seed<s>.csv``, so S seeds x K folds are S independent

@@ -2,7 +2,7 @@
 
 Biovid CSVs are tab separated with a ``time`` column and one column per channel (``gsr``, ``ecg``,
 ``emg_trapezius``; part B adds ``emg_corrugator``, ``emg_zygomaticus``) at 512 Hz. The time unit is not
-trusted: it is inferred from the sample spacing (DESIGN.md section 5).
+trusted: it is inferred from the sample spacing.
 """
 
 from __future__ import annotations
@@ -138,8 +138,8 @@ def emg_spectrogram(x: np.ndarray, sample_rate: float = 512.0, log: bool = False
     """EMG spectrogram of the released code: ``scipy.signal.spectrogram(nperseg=16, noverlap=4, nfft=128)``.
 
     SciPy defaults otherwise (Tukey 0.25 window, constant detrend, PSD density). A 3 s window at 512 Hz
-    (1536 samples) gives 65 x 127 (the paper's 67 x 127 cannot come from these parameters, DESIGN.md
-    section 5). ``x`` is ``T`` or ``C x T``; the result is ``F x N`` or ``C x F x N``. ``log`` applies
+    (1536 samples) gives 65 x 127 (the paper's 67 x 127 cannot come from these parameters: 65 frequency
+    bins follow from nfft 128). ``x`` is ``T`` or ``C x T``; the result is ``F x N`` or ``C x F x N``. ``log`` applies
     ``log(psd + 1e-10)``.
     """
     from scipy import signal

@@ -25,7 +25,7 @@ FACE_DETECTORS: dict[str, Callable[[], FaceDetector]] = {}
 
 
 def tsn_indices(n_frames: int, segments: int, frames_per_segment: int = 1) -> np.ndarray:
-    """Deterministic TSN sampling (test mode of the released code, reference-notes section 2.1).
+    """Deterministic TSN sampling (the test mode of the released code).
 
     The clip is cut into ``segments`` equal parts; from the middle of each part ``frames_per_segment``
     consecutive frames are taken (21 frames, 10 x 1 -> 1, 3, ..., 19). Indices are clipped to the clip, so a clip shorter than
