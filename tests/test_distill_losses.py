@@ -116,15 +116,39 @@ def test_centroid_loss_both_spaces():
     torch.manual_seed(6)
     t = torch.randn(7, 5, dtype=torch.float64)
     s = torch.randn(7, 3, dtype=torch.float64)
-    c = centroid_loss(t, s)  # similarity space, dims may differ
+    c = centroid_loss(s, t)  # similarity space, dims may differ
     expected = ((similarity_matrix(t).mean(0) - similarity_matrix(s).mean(0)) ** 2).sum()
     assert float(c) == pytest.approx(float(expected), rel=1e-12)
     assert float(centroid_loss(t, t)) == pytest.approx(0.0, abs=1e-14)
     s5 = torch.randn(7, 5, dtype=torch.float64)
-    assert float(centroid_loss(t, s5, space="features")) == pytest.approx(
+    assert float(centroid_loss(s5, t, space="features")) == pytest.approx(
         float(((t.mean(0) - s5.mean(0)) ** 2).sum())
     )
     with pytest.raises(ValueError, match="equal feature dims"):
-        centroid_loss(t, s, space="features")
+        centroid_loss(s, t, space="features")
     with pytest.raises(ValueError, match="space must be"):
-        centroid_loss(t, s, space="other")  # type: ignore[arg-type]
+        centroid_loss(s, t, space="other")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("cosine", {}),
+        ("mse", {}),
+        ("kl", {"temperature": 2.0}),
+        ("centroid", {}),
+        ("centroid", {"space": "features"}),
+        ("relational_ot", {"k": 3, "centroid": "similarity"}),
+    ],
+)
+def test_every_loss_takes_the_student_first_and_detaches_the_teacher(name, options):
+    from mtpkdot.distill import build_loss
+
+    torch.manual_seed(7)
+    student = torch.randn(8, 5, dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(8, 5, dtype=torch.float64, requires_grad=True)
+    out = build_loss(name, **options)(student, teacher)
+    total = sum(out.values()) if isinstance(out, dict) else out
+    total.backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0
+    assert teacher.grad is None

@@ -125,6 +125,6 @@ def test_point_losses_nonnegative_and_zero_on_equal_inputs(data):
     for fn in (cosine_loss, mse_loss, lambda x, y: kl_loss(x, y, 2.0), centroid_loss):
         assert float(fn(a, b)) >= -1e-12
         assert abs(float(fn(b, b))) < 1e-9
-    assert float(centroid_loss(t, s)) >= 0  # similarity space, different dims
+    assert float(centroid_loss(s, t)) >= 0  # similarity space, different dims
     assert 0 <= float(ccc_loss(a[:, 0], b[:, 0])) <= 2
     assert abs(float(ccc_loss(b[:, 0], b[:, 0]))) < 1e-6

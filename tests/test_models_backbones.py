@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtpkdot.models import build_backbone, count_parameters
+from mtpkdot.models import accepts_weights, build_backbone, count_parameters, input_kwargs, input_ndim
 from mtpkdot.registry import BACKBONES
 
 # name -> (kwargs, demo input shape)
@@ -27,7 +27,7 @@ def test_forward_backward_step_at_demo_size(name):
     torch.manual_seed(0)
     kwargs, shape = DEMO[name]
     model = build_backbone(name, **kwargs)
-    assert model.out_dim == 512 and model.input_ndim == len(shape)
+    assert model.out_dim == 512 and model.input_ndim == input_ndim(name) == len(shape) - 1
     head = torch.nn.Linear(512, 2)
     opt = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=1e-3)
     x, y = torch.randn(shape), torch.tensor([0, 1])
@@ -117,3 +117,38 @@ def test_registered_backbones_are_documented():
         assert "paper" in doc.splitlines()[0], (
             f"backbone {name}: the first docstring line cites no paper section"
         )
+
+
+def test_backbones_declare_their_inputs():
+    # the arguments read from a stored sample's shape; a leading sequence axis is ignored, given wins
+    assert input_kwargs("cnn1d", (2, 2816), {}) == {"in_channels": 2}
+    assert input_kwargs("cnn1d", (5, 2, 2816), {"pool": 2}) == {"in_channels": 2, "pool": 2}
+    assert input_kwargs("resnet18_spec", (1, 65, 127), {"in_channels": 3}) == {"in_channels": 3}
+    assert input_kwargs("mlp", (4, 40), {}) == {"in_dim": 40}
+    assert input_kwargs("tiny3d", (8, 64, 64, 3), {"width": 4}) == {"width": 4}  # channels are fixed at 3
+    assert {n for n in BACKBONES.names() if accepts_weights(n)} == {"r3d_18", "resnet18_spec"}
+
+
+def test_a_backbone_registered_without_declarations_is_refused():
+    BACKBONES.register("undeclared")(lambda out_dim=512: torch.nn.Linear(3, out_dim))
+    try:
+        with pytest.raises(TypeError, match="undeclared.*register_backbone"):
+            input_ndim("undeclared")
+    finally:
+        BACKBONES._items.pop("undeclared")
+
+
+def test_a_type_error_inside_a_backbone_is_not_taken_for_a_wrong_argument():
+    from mtpkdot.models import register_backbone
+
+    @register_backbone("broken", input_ndim=1)
+    def broken(out_dim: int = 512) -> torch.nn.Module:
+        """Raises inside (paper: none)."""
+        return torch.nn.Linear("3", out_dim)  # type: ignore[arg-type]
+
+    try:
+        with pytest.raises(TypeError) as info:
+            build_backbone("broken")
+        assert "it takes" not in str(info.value)
+    finally:
+        BACKBONES._items.pop("broken")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mtpkdot.models import build_fusion
+from mtpkdot.models import build_fusion, takes_seq_len
 from mtpkdot.registry import FUSIONS
 
 NAMES = ["concat", "jca", "mmt"]
@@ -184,3 +184,13 @@ def test_mmt_positional_encoding_makes_clip_order_matter():
         assert (out_p - out[:, perm]).abs().max() > 1e-3
         single = [t[:, :1] for t in x]
         torch.testing.assert_close(pos(single)[0], plain(single)[0])
+
+
+def test_fusions_declare_whether_they_take_a_sequence_length():
+    assert {n for n in FUSIONS.names() if takes_seq_len(n)} == {"jca"}
+    FUSIONS.register("undeclared")(torch.nn.Identity)
+    try:
+        with pytest.raises(TypeError, match="undeclared.*takes_seq_len"):
+            takes_seq_len("undeclared")
+    finally:
+        FUSIONS._items.pop("undeclared")

@@ -186,3 +186,35 @@ def test_duplicate_rows_are_an_error():
     s = pd.concat([s, s.iloc[[0]]])
     with pytest.raises(ValueError, match="several rows"):
         paired_values(s, "pkdot", "none", "accuracy")
+
+
+def test_rows_take_their_label_order_and_name_from_the_method_and_the_reference_rows():
+    from mtpkdot.distill import Method
+    from mtpkdot.registry import METHODS
+    from mtpkdot.report.tables import ordered_methods, results_table
+
+    class Toy(Method):
+        label = "Toy distillation"
+        short_name = "the toy"
+        order = 55  # between PKDOT and MT-PKDOT
+
+    METHODS.register("toy")(Toy)
+    try:
+        s = summary_from(
+            {
+                "teacher": [80, 81, 82],
+                "mtpkdot": [72, 73, 74],
+                "toy": [73, 74, 75],
+                "old": [70, 70, 70],  # a method of an older run, registered no more
+                "pkdot": [71, 72, 73],
+                "lower_bound": [69, 70, 71],
+            }
+        )
+        assert ordered_methods(s) == ["lower_bound", "pkdot", "toy", "mtpkdot", "old", "teacher"]
+        labels = {row[0]: row[1] for row in results_table(s)[1]}
+        assert labels["toy"] == "Toy distillation" and labels["old"] == "old"
+        assert labels["mtpkdot"] == "MT-PKDOT (multi-teacher, OT + centroid)"
+        assert labels["lower_bound"].startswith("Lower bound") and labels["teacher"].startswith("Upper bound")
+        assert any("the toy is above the lower bound" in t for t in findings(s))
+    finally:
+        METHODS._items.pop("toy")

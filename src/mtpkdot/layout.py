@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtpkdot.registry import METHODS
+
 RUNS_ROOT = Path("runs")  # where `mtpkdot run/prepare` put a run when --out is not given
 
 # files of a stage folder
@@ -44,8 +46,6 @@ LOWER_BOUND = "lower_bound"  # prevalent modalities alone, no T-Net: a row of su
 FEATURES = "features"
 ADAPTERS = "adapters"
 
-# the order of methods in summary.csv and every table: lower bound first, the paper's order, the teacher last
-METHOD_ORDER = ["lower_bound", "none", "cosine", "mse", "kl", "pkdot", "mtpkdot", "teacher"]
 
 # sweep folder
 SWEEP_PLAN = "sweep.json"
@@ -54,6 +54,39 @@ SWEEP_REPORT = "sweep_report.md"
 
 _SEED = re.compile(r"seed(-?\d+)$")
 _FOLD = re.compile(r"fold(\d+)$")
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    """A row of ``summary.csv`` that is not a distillation method, with what the tables show of it."""
+
+    name: str
+    label: str  # its description in the results tables
+    short_name: str  # in the report's sentences
+    order: int  # its place among the rows; each method declares its own (``Method.order``)
+
+
+# the prevalent modalities alone come before every method, the multimodal teacher after
+REFERENCE_ROWS = {
+    row.name: row
+    for row in (
+        ReferenceRow(
+            LOWER_BOUND,
+            "Lower bound (prevalent modalities alone: no T-Net, no distillation)",
+            "the lower bound",
+            0,
+        ),
+        ReferenceRow(TEACHER, "Upper bound (multimodal teacher)", "the multimodal teacher", 10_000),
+    )
+}
+
+
+def row_order(name: str) -> int | None:
+    """The place of a row of ``summary.csv`` in every table: a reference row's, or the registered
+    method's declared ``order``; None for a name that is neither (a method of an older run)."""
+    if name in REFERENCE_ROWS:
+        return REFERENCE_ROWS[name].order
+    return METHODS.get(name).order if name in METHODS else None
 
 
 def default_run_dir(name: str) -> Path:

@@ -87,8 +87,8 @@ def compute(inp: dict[str, Any]) -> dict[str, Any]:
         "mse_loss": f(mse_loss(s, te5)),
         "kl_loss_T4": f(kl_loss(ls, lt, 4.0)),
         "alignment_loss": f(alignment_loss([s, 2 * te5], te5 + 0.5)),
-        "centroid_similarity": f(centroid_loss(te, s)),
-        "centroid_features": f(centroid_loss(te5, s, space="features")),
+        "centroid_similarity": f(centroid_loss(s, te)),
+        "centroid_features": f(centroid_loss(s, te5, space="features")),
         "task_ce": f(Task("classification", 3).loss(ls, labels)),
         "task_ccc": f(Task.from_name("va").loss(pred, target)),
     }

@@ -6,11 +6,14 @@ Use the losses on their own::
     loss = RelationalOTLoss(k=30, centroid="similarity")
     terms = loss(student_features, teacher_features)   # {"ot": ..., "centroid": ...}
 
-or the registered training methods (``none``, ``cosine``, ``mse``, ``kl``, ``pkdot``, ``mtpkdot``)
-through :func:`build_method`. See docs/distill.md.
+or by their registered names through :func:`build_loss` (``mtpkdot list`` shows them), or the registered
+training methods (``none``, ``cosine``, ``mse``, ``kl``, ``pkdot``, ``mtpkdot``) through
+:func:`build_method`. Every loss takes the student side first: ``loss(student, teacher)``. See
+docs/distill.md.
 """
 
 from mtpkdot.distill import methods  # noqa: E402,F401  (registers the six methods)
+from mtpkdot.distill.loss_registry import build_loss
 from mtpkdot.distill.losses import (
     alignment_loss,
     ccc,
@@ -25,19 +28,6 @@ from mtpkdot.distill.ot import RelationalOTLoss, SinkhornLoss, relational_clouds
 from mtpkdot.distill.pool import TeacherPool
 from mtpkdot.distill.selection import select_teacher
 from mtpkdot.distill.similarity import select_anchors, similarity_matrix
-from mtpkdot.registry import LOSSES
-
-for _name, _obj in (
-    ("sinkhorn", SinkhornLoss),
-    ("relational_ot", RelationalOTLoss),
-    ("centroid", centroid_loss),
-    ("ccc", ccc_loss),
-    ("alignment", alignment_loss),
-    ("cosine", cosine_loss),
-    ("mse", mse_loss),
-    ("kl", kl_loss),
-):
-    LOSSES.register(_name)(_obj)
 
 __all__ = [
     "Method",
@@ -45,6 +35,7 @@ __all__ = [
     "SinkhornLoss",
     "TeacherPool",
     "alignment_loss",
+    "build_loss",
     "build_method",
     "ccc",
     "ccc_loss",

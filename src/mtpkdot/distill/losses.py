@@ -1,7 +1,8 @@
 """Point losses of the paper: task (Eq. 8), alignment (Eq. 1), centroid (Eq. 9) and the PKD baselines.
 
-Every function takes plain tensors, stays on their device and never synchronises with the host.
-Teacher-side arguments are detached: gradients never reach a teacher.
+Every function takes plain tensors, stays on their device and never synchronises with the host. The
+student side comes first, the teacher side second (``loss(student, teacher)``); teacher-side arguments
+are detached: gradients never reach a teacher.
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ def kl_loss(
 
 
 def centroid_loss(
-    teacher: torch.Tensor,
     student: torch.Tensor,
+    teacher: torch.Tensor,
     space: Literal["similarity", "features"] = "similarity",
 ) -> torch.Tensor:
     """Centroid alignment (Eq. 9): squared l2 distance between teacher and student centroids.
@@ -95,24 +96,24 @@ def centroid_loss(
     ``space="features"``: the paper's literal form on the feature means; dims must agree.
     Inputs are features ``b x d`` (leading axes flattened); the teacher side is detached.
     """
-    t, s = _rows(teacher.detach()), _rows(student)
+    s, t = _rows(student), _rows(teacher.detach())
     if t.shape[0] != s.shape[0]:
-        raise ValueError(f"centroid_loss: teacher has {t.shape[0]} rows, student {s.shape[0]}")
+        raise ValueError(f"centroid_loss: student has {s.shape[0]} rows, teacher {t.shape[0]}")
     if space == "similarity":
         with torch.no_grad():
             s_t = similarity_matrix(t)
-        return centroid_from_similarity(s_t, similarity_matrix(s))
+        return centroid_from_similarity(similarity_matrix(s), s_t)
     if space == "features":
         if t.shape[1] != s.shape[1]:
             raise ValueError(
-                f"centroid_loss(space='features') needs equal feature dims, got teacher {t.shape[1]} and "
-                f"student {s.shape[1]}; use space='similarity' for features of different dims"
+                f"centroid_loss(space='features') needs equal feature dims, got student {s.shape[1]} and "
+                f"teacher {t.shape[1]}; use space='similarity' for features of different dims"
             )
         return (t.mean(0) - s.mean(0)).pow(2).sum()
     raise ValueError(f"centroid_loss: space must be 'similarity' or 'features', got {space!r}")
 
 
-def centroid_from_similarity(s_teacher: torch.Tensor, s_student: torch.Tensor) -> torch.Tensor:
+def centroid_from_similarity(s_student: torch.Tensor, s_teacher: torch.Tensor) -> torch.Tensor:
     """Squared l2 between the column means of two similarity matrices (shared by the relational loss)."""
     return (s_teacher.mean(0) - s_student.mean(0)).pow(2).sum()
 

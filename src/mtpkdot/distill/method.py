@@ -1,4 +1,4 @@
-"""The ``Method`` contract shared by every student-training method (DESIGN section 8, mdistiller style).
+"""The ``Method`` contract shared by every student-training method (mdistiller style).
 
 A method wraps the student and the frozen teachers and turns a batch into predictions and losses:
 
@@ -8,10 +8,17 @@ A method wraps the student and the frozen teachers and turns a batch into predic
 * ``forward_test(batch) -> outputs``: reads only ``batch["student"]``; the student path never receives a
   privileged modality;
 * the teacher pool stays in eval mode whatever ``train()`` is called with, and never gets gradients;
+* ``step_log() -> {name: device tensor}``: what the last ``forward_train`` step wants logged (MT-PKDOT:
+  its teacher-selection counts ``sel_<teacher>``); the pipeline sums it over an epoch's steps on the
+  device and logs the sums per epoch, so no step reads a value back to the host;
 * randomness of the method's own (sampling, random projections ...) is drawn from ``self.generator``
   (a CPU ``torch.Generator`` the pipeline seeds per method), never from the global RNG: the global
   stream is shared by every student of a (seed, fold) (common random numbers: same initial weights,
   same batch order, same dropout masks), so a method that drew from it would change the others' draws.
+
+Each method declares, as class attributes, how the results tables show it: ``label`` (its description),
+``short_name`` (in the report's sentences), ``order`` (its place among the rows; the reference rows
+``lower_bound`` and ``teacher`` are in :data:`mtpkdot.layout.REFERENCE_ROWS`) and ``citation``.
 
 Batches: ``{"student": {prevalent modality: tensor}, "teacher": {every modality: cached feature tensor},
 "y": labels, "mask": bool tensor or None}``. The student is called as ``student(batch["student"]) ->
@@ -43,6 +50,11 @@ class Method(nn.Module):
     name: ClassVar[str] = "base"
     needs_teacher: ClassVar[bool] = True
     tasks: ClassVar[tuple[str, ...]] = ("classification", "regression")  # task kinds it applies to
+    # how the results tables show it (a method without them is shown by its name, after the others)
+    label: ClassVar[str] = ""
+    short_name: ClassVar[str] = ""
+    order: ClassVar[int] = 1000
+    citation: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -99,6 +111,10 @@ class Method(nn.Module):
 
     def forward(self, batch: Batch) -> Any:
         return self.forward_train(batch) if self.training else self.forward_test(batch)
+
+    def step_log(self) -> dict[str, torch.Tensor]:
+        """What the last ``forward_train`` step logs (module docstring); none by default."""
+        return {}
 
     # ------------------------------------------------------------------ helpers for subclasses
     def _student_and_task(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

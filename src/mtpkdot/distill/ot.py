@@ -306,7 +306,7 @@ class RelationalOTLoss(nn.Module):
         diameter, checked = self._diameter(x, y, k)
         out = {"ot": self.sinkhorn(x, y, diameter=diameter, checked=checked)}
         if self.centroid == "similarity":
-            out["centroid"] = centroid_from_similarity(s_t, s_s)
+            out["centroid"] = centroid_from_similarity(s_s, s_t)
         elif self.centroid == "features":
             out["centroid"] = (t.detach().float().mean(0) - s.float().mean(0)).pow(2).sum()
         return out

@@ -1,8 +1,11 @@
 """Unimodal backbones (paper section IV-B, stage 1): each maps one modality's batch to a feature vector.
 
-Every backbone has ``out_dim`` (the feature size, 512 by default) and ``input_ndim`` (the rank of one
-batch, batch axis included: 5 for video ``B x 3 x T x H x W``, 4 for spectrograms, 3 for signals, 2 for
-feature vectors). :class:`mtpkdot.models.Student` uses ``input_ndim`` to recognise an extra sequence axis.
+Every backbone has ``out_dim`` (the feature size, 512 by default). It registers with
+:func:`register_backbone`, declaring what the pipeline needs to feed it: ``input_ndim``, the axes of ONE
+store item it consumes (4 for video ``T x H x W x 3``, 3 for spectrograms ``C x F x T``, 2 for signals
+``C x T``, 1 for feature vectors ``D``); the constructor arguments read from the item's shape
+(``in_channels``, ``in_dim``); whether it takes pretrained ``weights=``. A built backbone carries its
+``input_ndim``, which :class:`mtpkdot.models.Student` uses to recognise an extra sequence axis.
 
 ``r3d_18`` and ``resnet18_spec`` use torchvision's architectures and state-dict key names, so a
 torchvision checkpoint file loads with ``weights=PATH`` (torchvision itself is not needed, and nothing
@@ -12,15 +15,16 @@ of them. When ``out_dim != 512`` a linear projection with the key ``proj`` follo
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from mtpkdot.models._call import call_checked
 from mtpkdot.registry import BACKBONES
 
 log = logging.getLogger(__name__)
@@ -76,8 +80,6 @@ class _Block3d(nn.Module):
 class R3D18(nn.Module):
     """R3D-18 (Tran et al. 2018) as torchvision builds it, ending at the pooled 512-d clip feature."""
 
-    input_ndim = 5
-
     def __init__(self, out_dim: int = 512) -> None:
         super().__init__()
         self.out_dim = out_dim
@@ -127,8 +129,6 @@ class _Block2d(nn.Module):
 class ResNet18Spec(nn.Module):
     """ResNet-18 with its own ``conv1``/``bn1`` for ``in_channels`` spectrogram channels (e.g. 1 x 65 x 127)."""
 
-    input_ndim = 4
-
     def __init__(self, out_dim: int = 512, in_channels: int = 1) -> None:
         super().__init__()
         self.out_dim = out_dim
@@ -174,8 +174,6 @@ def _norm(kind: str, dims: int, channels: int) -> nn.Module:
 class Tiny3D(nn.Module):
     """Four 3D conv layers (stride 2) and a global pool: a few hundred thousand parameters for CPU demos."""
 
-    input_ndim = 5
-
     def __init__(
         self, out_dim: int = 512, in_channels: int = 3, width: int = 16, norm: str = "batch"
     ) -> None:
@@ -204,8 +202,6 @@ class Tiny3D(nn.Module):
 
 class CNN1D(nn.Module):
     """Five Conv1d-BN-ReLU-MaxPool blocks and a global average pool over time: any signal length."""
-
-    input_ndim = 3
 
     def __init__(
         self,
@@ -242,8 +238,6 @@ class CNN1D(nn.Module):
 
 class MLPBackbone(nn.Module):
     """Linear-ReLU layers on precomputed feature vectors ``B x in_dim``."""
-
-    input_ndim = 2
 
     def __init__(
         self, in_dim: int, out_dim: int = 512, hidden: Sequence[int] = (512,), dropout: float = 0.0
@@ -334,7 +328,43 @@ def load_torchvision_weights(
 # ---------------------------------------------------------------------------------------------------
 
 
-@BACKBONES.register("r3d_18")
+@dataclass
+class Backbone:
+    """A registered backbone: its factory and what the pipeline needs to know to feed it.
+
+    ``input_ndim``: axes of one store item (batch and sequence axes excluded). ``shape_args``:
+    constructor argument -> axis of the item it is read from (``{"in_channels": 0}``). ``weights``:
+    whether the factory takes a pretrained checkpoint as ``weights=PATH``.
+    """
+
+    build: Callable[..., nn.Module]
+    input_ndim: int
+    shape_args: dict[str, int] = field(default_factory=dict)
+    weights: bool = False
+
+    def __post_init__(self) -> None:
+        self.__doc__ = self.build.__doc__  # `mtpkdot list` shows the factory's own description
+
+    def __call__(self, *args: Any, **kwargs: Any) -> nn.Module:
+        return self.build(*args, **kwargs)
+
+
+def register_backbone(
+    name: str, *, input_ndim: int, shape_args: Mapping[str, int] | None = None, weights: bool = False
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a backbone factory under ``name`` with its declarations (see :class:`Backbone`).
+
+    The factory takes ``out_dim`` and returns a module mapping a batch of items to ``B x out_dim``.
+    """
+
+    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        BACKBONES.register(name)(Backbone(factory, input_ndim, dict(shape_args or {}), weights))
+        return factory
+
+    return deco
+
+
+@register_backbone("r3d_18", input_ndim=4, weights=True)
 def r3d_18(out_dim: int = 512, weights: str | Path | None = None) -> R3D18:
     """R3D-18 video backbone, clips B x 3 x T x 112 x 112, torchvision keys (paper IV-B, Biovid visual)."""
     model = R3D18(out_dim=out_dim)
@@ -343,13 +373,13 @@ def r3d_18(out_dim: int = 512, weights: str | Path | None = None) -> R3D18:
     return model
 
 
-@BACKBONES.register("tiny3d")
+@register_backbone("tiny3d", input_ndim=4)
 def tiny3d(out_dim: int = 512, in_channels: int = 3, width: int = 16, norm: str = "batch") -> Tiny3D:
     """Small 3D CNN for CPU demos, clips B x 3 x T x 64 x 64 (stand-in for R3D-18, paper IV-B)."""
     return Tiny3D(out_dim=out_dim, in_channels=in_channels, width=width, norm=norm)
 
 
-@BACKBONES.register("resnet18_spec")
+@register_backbone("resnet18_spec", input_ndim=3, shape_args={"in_channels": 0}, weights=True)
 def resnet18_spec(
     out_dim: int = 512, in_channels: int = 1, weights: str | Path | None = None
 ) -> ResNet18Spec:
@@ -361,7 +391,7 @@ def resnet18_spec(
     return model
 
 
-@BACKBONES.register("cnn1d")
+@register_backbone("cnn1d", input_ndim=2, shape_args={"in_channels": 0})
 def cnn1d(
     out_dim: int = 512,
     in_channels: int = 1,
@@ -374,7 +404,7 @@ def cnn1d(
     return CNN1D(out_dim, in_channels, channels=channels, kernels=kernels, pool=pool, norm=norm)
 
 
-@BACKBONES.register("mlp")
+@register_backbone("mlp", input_ndim=1, shape_args={"in_dim": 0})
 def mlp(
     out_dim: int = 512, in_dim: int | None = None, hidden: Sequence[int] = (512,), dropout: float = 0.0
 ) -> MLPBackbone:
@@ -384,12 +414,41 @@ def mlp(
     return MLPBackbone(in_dim=in_dim, out_dim=out_dim, hidden=hidden, dropout=dropout)
 
 
+def _declared(name: str) -> Backbone:
+    entry = BACKBONES.get(name)
+    if not isinstance(entry, Backbone):
+        raise TypeError(
+            f"backbone {name!r} was registered without its declarations; register it with "
+            "mtpkdot.models.register_backbone(name, input_ndim=..., shape_args=..., weights=...)"
+        )
+    return entry
+
+
+def input_ndim(name: str) -> int:
+    """Axes of one store item the backbone ``name`` consumes (video 4, spectrogram 3, signal 2, vector 1)."""
+    return _declared(name).input_ndim
+
+
+def input_kwargs(name: str, item_shape: tuple[int, ...], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor arguments of backbone ``name`` read from the shape of a stored sample
+    (``in_channels``, ``in_dim``; a leading sequence axis is ignored); ``given`` wins."""
+    spec = _declared(name)
+    item = tuple(item_shape)[len(item_shape) - spec.input_ndim :]
+    kw = dict(given)
+    for arg, axis in spec.shape_args.items():
+        kw.setdefault(arg, int(item[axis]))
+    return kw
+
+
+def accepts_weights(name: str) -> bool:
+    """Whether backbone ``name`` takes a pretrained checkpoint as ``weights=``."""
+    return _declared(name).weights
+
+
 def build_backbone(name: str, out_dim: int = 512, **kwargs: Any) -> nn.Module:
-    """Build the registered backbone ``name``; the result has ``out_dim`` and maps a batch to ``B x out_dim``."""
-    factory = BACKBONES.get(name)
-    try:
-        inspect.signature(factory).bind(out_dim=out_dim, **kwargs)
-    except TypeError as exc:
-        params = ", ".join(inspect.signature(factory).parameters)
-        raise TypeError(f"backbone {name!r}: {exc} (it takes: {params})") from None
-    return factory(out_dim=out_dim, **kwargs)
+    """Build the registered backbone ``name``; the result has ``out_dim`` and ``input_ndim`` and maps a
+    batch to ``B x out_dim``."""
+    spec = _declared(name)
+    model = call_checked(f"backbone {name!r}", spec.build, out_dim=out_dim, **kwargs)
+    model.input_ndim = spec.input_ndim
+    return model

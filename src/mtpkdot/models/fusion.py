@@ -5,18 +5,21 @@ Each fusion is called as ``fusion([f_1, ..., f_M])`` with ``f_m`` of shape ``B x
 ``B [x L] x num_outputs`` and joint ``B [x L] x joint_dim``, where joint (F_joint in the paper) is the
 representation right before the final linear head. Every operation works within one sample, so in eval
 mode the output for a sample does not depend on the other samples of the batch.
+
+Each fusion declares ``takes_seq_len``: whether it is built for a fixed sequence length (``seq_len=``,
+which the pipeline fills from the data's sequence length).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from mtpkdot.models._call import call_checked
 from mtpkdot.registry import FUSIONS
 
 
@@ -55,6 +58,8 @@ class ConcatFusion(nn.Module):
     MLP layer (Linear-ReLU-Dropout) gives the joint representation (``hidden`` = ``joint_dim``), which a
     linear head maps to the outputs.
     """
+
+    takes_seq_len: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -114,6 +119,8 @@ class JCAFusion(nn.Module):
     linear head maps to the outputs (valence/arousal or class logits) per clip. ``seq_len`` is the L the
     module is built for (the attention weight W_c is L-wide); plain ``B x d`` inputs mean L = 1.
     """
+
+    takes_seq_len: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -187,6 +194,8 @@ class MMTFusion(nn.Module):
     use the order (no parameters: checkpoints stay compatible). Off by default, as released.
     """
 
+    takes_seq_len: ClassVar[bool] = False
+
     def __init__(
         self,
         in_dims: Sequence[int],
@@ -251,12 +260,18 @@ def sinusoidal_encoding(length: int, dim: int, device: torch.device, dtype: torc
     return pe.to(dtype)
 
 
+def takes_seq_len(name: str) -> bool:
+    """Whether fusion ``name`` is built for a fixed sequence length (``seq_len=``)."""
+    cls = FUSIONS.get(name)
+    declared = getattr(cls, "takes_seq_len", None)
+    if not isinstance(declared, bool):
+        raise TypeError(
+            f"fusion {name!r} does not declare takes_seq_len (a class attribute: True when its "
+            "constructor takes seq_len=)"
+        )
+    return declared
+
+
 def build_fusion(name: str, in_dims: Sequence[int], num_outputs: int, **kwargs: Any) -> nn.Module:
     """Build the registered fusion ``name`` for modalities of sizes ``in_dims``; the result has ``joint_dim``."""
-    cls = FUSIONS.get(name)
-    try:
-        inspect.signature(cls).bind(list(in_dims), num_outputs, **kwargs)
-    except TypeError as exc:
-        params = ", ".join(inspect.signature(cls).parameters)
-        raise TypeError(f"fusion {name!r}: {exc} (it takes: {params})") from None
-    return cls(list(in_dims), num_outputs, **kwargs)
+    return call_checked(f"fusion {name!r}", FUSIONS.get(name), list(in_dims), num_outputs, **kwargs)

@@ -18,7 +18,7 @@ class Student(nn.Module):
 
     Without ``backbones`` the inputs are cached prevalent features (``B x d`` or ``B x L x d``). With
     ``backbones`` (end-to-end fine-tuning) they are raw inputs passed through ``backbones[mod]``; a raw
-    input with one axis more than the backbone takes (its ``input_ndim``), e.g. video
+    input with two axes more than one item of the backbone (its declared ``input_ndim``), e.g. video
     ``B x L x C x T x H x W``, is a sequence of L clips: it is flattened to ``(B*L) x C x T x H x W`` for
     the backbone and its features are reshaped to ``B x L x d``.
 
@@ -93,8 +93,8 @@ class Student(nn.Module):
         if self.backbones is None:
             return x
         backbone = self.backbones[mod]
-        ndim = getattr(backbone, "input_ndim", None)
-        if ndim is not None and x.dim() == ndim + 1:
+        ndim = getattr(backbone, "input_ndim", None)  # axes of one item, set by build_backbone
+        if ndim is not None and x.dim() == ndim + 2:
             b, seq = x.shape[:2]
             return backbone(x.flatten(0, 1)).reshape(b, seq, -1)
         return backbone(x)

@@ -123,10 +123,9 @@ class BundleModel(nn.Module):
 
     def __init__(self, bundle: dict[str, Any]) -> None:
         super().__init__()
-        from mtpkdot.models import TNet, build_backbone, build_fusion
+        from mtpkdot.models import TNet, build_backbone, build_fusion, input_kwargs, input_ndim, takes_seq_len
         from mtpkdot.models.student import Student
-        from mtpkdot.pipeline.inputs import Normalizer, backbone_kwargs, item_ndim
-        from mtpkdot.registry import FUSIONS
+        from mtpkdot.pipeline.inputs import Normalizer
 
         if bundle.get("format") != FORMAT:
             raise ValueError(f"not an mtpkdot student bundle (format {bundle.get('format')!r})")
@@ -136,11 +135,11 @@ class BundleModel(nn.Module):
         self.norms: dict[str, Normalizer] = {}
         for mod in self.prevalent:
             mc = ModalityConfig.model_validate(bundle["modalities"][mod])
-            kw = backbone_kwargs(mc.backbone, mc.kind, tuple(bundle["item_shapes"][mod]), mc.backbone_kwargs)
+            kw = input_kwargs(mc.backbone, tuple(bundle["item_shapes"][mod]), mc.backbone_kwargs)
             net = build_backbone(mc.backbone, out_dim=mc.feature_dim, **kw)
             net.load_state_dict(bundle["backbones"][mod])
             backbones[mod] = net
-            nd = item_ndim(mc.backbone, mc.kind)
+            nd = input_ndim(mc.backbone)
             self.norms[mod] = Normalizer(
                 mc.kind, nd, bundle["norms"][mod]["mean"], bundle["norms"][mod]["std"]
             )
@@ -148,11 +147,9 @@ class BundleModel(nn.Module):
         in_dim = sum(dims[m] for m in self.prevalent)
         tnets = {p: TNet(in_dim, dims[p], hidden=bundle["tnet_hidden"]) for p in bundle["privileged"]}
         kw = dict(bundle["fusion_kwargs"])
-        import inspect
-
         import torch.nn as _nn
 
-        if "seq_len" in inspect.signature(FUSIONS.get(bundle["fusion_name"])).parameters:
+        if takes_seq_len(bundle["fusion_name"]):
             kw.setdefault("seq_len", bundle["sequence_length"])
         fusion = build_fusion(
             bundle["fusion_name"], [dims[m] for m in bundle["order"]], bundle["task"]["num_outputs"], **kw

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ import yaml
 from mtpkdot.atomic import atomic_write_csv, atomic_write_text
 from mtpkdot.config import Config, config_to_dict, dump_config
 from mtpkdot.engine.checkpoint import check_config, config_hash
-from mtpkdot.layout import DONE, METHOD_ORDER, RunLayout
+from mtpkdot.layout import DONE, RunLayout, row_order
 from mtpkdot.pipeline.context import LOCATION_KEYS, Dist, FoldContext, plain
 
 log = logging.getLogger(__name__)
@@ -265,8 +266,8 @@ def collect_summary(run_dir: str | Path) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=["seed", "fold", "method", "n_test"])
     df = pd.DataFrame(rows)
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    df["_order"] = df["method"].map(lambda m: rank.get(m, len(rank)))
+    # a method of an older run that is not registered any more goes last
+    df["_order"] = df["method"].map(lambda m: row_order(m) if row_order(m) is not None else math.inf)
     df = df.sort_values(["seed", "fold", "_order", "method"]).drop(columns="_order").reset_index(drop=True)
     cols = ["seed", "fold", "method"] + [
         c for c in df.columns if c not in ("seed", "fold", "method", "n_test")

@@ -17,27 +17,6 @@ import torch
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
-# number of axes of ONE item (without N and L) that each backbone family consumes from the store
-ITEM_NDIM = {"r3d_18": 4, "tiny3d": 4, "resnet18_spec": 3, "cnn1d": 2, "mlp": 1}
-
-
-def item_ndim(backbone: str, kind: str) -> int:
-    if backbone in ITEM_NDIM:
-        return ITEM_NDIM[backbone]
-    return {"video": 4, "emg": 3, "audio": 3, "eda": 2, "signal": 2, "features": 1}.get(kind, 1)
-
-
-def backbone_kwargs(backbone: str, kind: str, sample_shape: tuple[int, ...], given: dict[str, Any]) -> dict:
-    """Fill the input-shape arguments a backbone needs (``in_channels``, ``in_dim``) from the store."""
-    kw = dict(given)
-    nd = item_ndim(backbone, kind)
-    item = sample_shape[-nd:]
-    if backbone in ("resnet18_spec", "cnn1d"):
-        kw.setdefault("in_channels", int(item[0]))
-    elif backbone == "mlp":
-        kw.setdefault("in_dim", int(item[0]))
-    return kw
-
 
 class Normalizer:
     """Maps a batch of raw store items to float model input (see module docstring)."""
@@ -93,13 +72,6 @@ class Normalizer:
             shape = (1, -1) + (1,) * (self.nd - 1)
             x = (x - self.mean.to(device).view(shape)) / self.std.to(device).view(shape)
         return x, lead
-
-
-def encode(backbone: torch.nn.Module, norm: Normalizer, raw: Any, device: torch.device) -> torch.Tensor:
-    """Backbone features of raw items: ``lead x d`` (``N x d`` or ``N x L x d``)."""
-    x, lead = norm(raw, device)
-    feats = backbone(x)
-    return feats.reshape(*lead, feats.shape[-1])
 
 
 def targets(labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -21,10 +21,10 @@ from mtpkdot.report.html import render_html
 from mtpkdot.report.rundir import FoldDir, RunDir
 from mtpkdot.report.stats import ALTERNATIVE, ZERO_METHOD, size_ratio
 from mtpkdot.report.tables import (
-    METHOD_LABELS,
     aggregate,
     design_ratio,
     findings,
+    known_rows,
     ordered_methods,
     read_summary,
     results_table,
@@ -196,7 +196,7 @@ def results_blocks(summary: pd.DataFrame, run: RunDir | None = None) -> list[Blo
         ),
         Table(headers, rows, caption="Table 1: test results per method"),
     ]
-    missing = [m for m in METHOD_LABELS if m not in set(summary["method"])]
+    missing = [m for m in known_rows() if m not in set(summary["method"])]
     if missing:
         blocks.append(Note(f"not run in this experiment: {', '.join(missing)}"))
     ratio, source = ratio_for_run(run, summary) if run is not None else (design_ratio(summary), "")
@@ -345,7 +345,7 @@ def _stage_groups(names: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def _student_order(names: list[str]) -> list[str]:
-    order = {layout.student_stage(m): i for i, m in enumerate(METHOD_LABELS)}
+    order = {layout.student_stage(m): i for i, m in enumerate(known_rows())}
     return sorted(names, key=lambda n: (order.get(n, len(order)), n))
 
 

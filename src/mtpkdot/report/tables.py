@@ -21,30 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import mtpkdot.distill.methods  # noqa: F401  (the built-in methods declare their labels and order)
 from mtpkdot import layout
+from mtpkdot.registry import METHODS
 from mtpkdot.report.stats import CVComparison, cv_compare
 
-METHOD_ORDER = layout.METHOD_ORDER
-METHOD_LABELS = {
-    "lower_bound": "Lower bound (prevalent modalities alone: no T-Net, no distillation)",
-    "none": "Student without distillation (T-Net hallucination only)",
-    "cosine": "Cosine feature PKD (Aslam et al., CVPRw'23)",
-    "mse": "MSE feature PKD (Makantasis et al., TAC'23)",
-    "kl": "KL on softened logits (Makantasis et al., TAC'23)",
-    "pkdot": "PKDOT (single joint teacher, OT)",
-    "mtpkdot": "MT-PKDOT (multi-teacher, OT + centroid)",
-    "teacher": "Upper bound (multimodal teacher)",
-}
-SHORT_NAMES = {
-    "lower_bound": "the lower bound",
-    "none": "the student without distillation",
-    "cosine": "Cosine PKD",
-    "mse": "MSE PKD",
-    "kl": "KL PKD",
-    "pkdot": "PKDOT",
-    "mtpkdot": "MT-PKDOT",
-    "teacher": "the multimodal teacher",
-}
 # every method is compared with these, when the run has them
 REFERENCES = ("lower_bound", "none", "pkdot")
 METRIC_LABELS = {
@@ -67,8 +48,24 @@ def fmt(value: float, metric: str) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.{decimals(metric)}f}"
 
 
+def label(method: str) -> str:
+    """A row's description in the results table: a reference row's or the method's declared label."""
+    if method in layout.REFERENCE_ROWS:
+        return layout.REFERENCE_ROWS[method].label
+    return (METHODS.get(method).label if method in METHODS else "") or method
+
+
 def short_name(method: str) -> str:
-    return SHORT_NAMES.get(method, method)
+    """A row's name in the report's sentences."""
+    if method in layout.REFERENCE_ROWS:
+        return layout.REFERENCE_ROWS[method].short_name
+    return (METHODS.get(method).short_name if method in METHODS else "") or method
+
+
+def known_rows() -> list[str]:
+    """Every row a run can have, in table order: the reference rows and the registered methods."""
+    names = [*layout.REFERENCE_ROWS, *METHODS.names()]
+    return sorted(names, key=lambda m: layout.row_order(m))
 
 
 def read_summary(path: str | Path) -> pd.DataFrame:
@@ -107,11 +104,13 @@ def table_metrics(summary: pd.DataFrame) -> list[str]:
 
 
 def ordered_methods(summary: pd.DataFrame) -> list[str]:
+    """The rows of ``summary`` in table order; a name neither a reference row nor a registered method
+    (a method of an older run) goes before the teacher, in the order of ``summary``."""
     present = list(dict.fromkeys(summary["method"]))
-    known = [m for m in METHOD_ORDER if m in present and m != "teacher"]
-    other = [m for m in present if m not in METHOD_ORDER]
-    tail = ["teacher"] if "teacher" in present else []
-    return known + other + tail
+    known = sorted((m for m in present if layout.row_order(m) is not None), key=layout.row_order)
+    other = [m for m in present if layout.row_order(m) is None]
+    tail = [layout.TEACHER] if layout.TEACHER in known else []
+    return [m for m in known if m != layout.TEACHER] + other + tail
 
 
 def aggregate(summary: pd.DataFrame) -> pd.DataFrame:
@@ -150,7 +149,7 @@ def results_table(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     headers = ["Method", "Description", *[METRIC_LABELS.get(m, m) for m in metrics], "n"]
     rows = []
     for method in ordered_methods(summary):
-        cells = [method, METHOD_LABELS.get(method, method)]
+        cells = [method, label(method)]
         counts = []
         for metric in metrics:
             r = _lookup(agg, method, metric)

@@ -14,6 +14,10 @@ class CosinePKD(Method):
     """Point-to-point cosine PKD on F_joint: alpha * task + beta * mean(1 - cos)."""
 
     name = "cosine"
+    label = "Cosine feature PKD (Aslam et al., CVPRw'23)"
+    short_name = "Cosine PKD"
+    order = 20
+    citation = 'M. H. Aslam et al., "Privileged knowledge distillation for dimensional emotion recognition in the wild", CVPR Workshops 2023'
 
     def forward_train(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         outputs, joint, task_loss = self._student_and_task(batch)

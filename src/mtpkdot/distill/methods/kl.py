@@ -14,6 +14,10 @@ class KLPKD(Method):
     """KL on temperature-softened logits of the joint teacher: alpha * task + beta * T^2 KL."""
 
     name = "kl"
+    label = "KL on softened logits (Makantasis et al., TAC'23)"
+    short_name = "KL PKD"
+    order = 40
+    citation = 'G. E. Hinton et al., "Distilling the knowledge in a neural network", arXiv:1503.02531, 2015; as a PKD baseline: K. Makantasis et al., IEEE Trans. Affective Computing 2023'
     tasks = ("classification",)  # it distils class probabilities (paper Table II: N/A for Affwild2)
 
     def forward_train(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -14,6 +14,10 @@ class MSEPKD(Method):
     """Point-to-point feature MSE on F_joint: alpha * task + beta * MSE."""
 
     name = "mse"
+    label = "MSE feature PKD (Makantasis et al., TAC'23)"
+    short_name = "MSE PKD"
+    order = 30
+    citation = 'K. Makantasis et al., "From the lab to the wild: Affect modeling via privileged information", IEEE Trans. Affective Computing 2023'
 
     def forward_train(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         outputs, joint, task_loss = self._student_and_task(batch)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from mtpkdot.dist import all_reduce_mean, is_distributed
+from mtpkdot.distill.loss_registry import build_loss
 from mtpkdot.distill.method import Batch, Method
-from mtpkdot.distill.ot import RelationalOTLoss
 from mtpkdot.distill.selection import select_teacher
 from mtpkdot.registry import METHODS
 
@@ -16,27 +16,27 @@ class MTPKDOT(Method):
     """Multi-teacher pool, least-task-loss selection, alpha * task + beta * OT + gamma * centroid."""
 
     name = "mtpkdot"
+    label = "MT-PKDOT (multi-teacher, OT + centroid)"
+    short_name = "MT-PKDOT"
+    order = 60
+    citation = 'M. H. Aslam et al., "Multi Teacher Privileged Knowledge Distillation for Multimodal Expression Recognition"'
 
     def __init__(self, student, teacher_pool, task, cfg=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(student, teacher_pool, task, cfg)
         c = self.cfg
         centroid = None if c.centroid == "none" else c.centroid
-        self.relational = RelationalOTLoss(
-            k=c.k, blur=c.blur, p=c.p, debias=c.debias, centroid=centroid, scaling=c.scaling
+        self.relational = build_loss(
+            "relational_ot", k=c.k, blur=c.blur, p=c.p, debias=c.debias, centroid=centroid, scaling=c.scaling
         )
         self.per_sample = c.selection == "per_sample"
-        self.last_selection_counts: torch.Tensor | None = None
+        self._selection: torch.Tensor | None = None
 
-    @property
-    def last_selection(self) -> dict[str, int]:
-        """Counts of the last call per teacher name: batches (0/1) per batch, samples per sample.
-
-        Reading it copies a few integers from the device; ``last_selection_counts`` is the tensor.
-        """
-        if self.last_selection_counts is None:
+    def step_log(self) -> dict[str, torch.Tensor]:
+        """``sel_<teacher>``: how often each teacher was selected in the last step (batches, 0/1, with
+        per-batch selection; samples with per-sample selection), as device tensors."""
+        if self._selection is None:
             return {}
-        counts = self.last_selection_counts.tolist()
-        return dict(zip(self.teacher_pool.names, counts, strict=True))
+        return {f"sel_{n}": c for n, c in zip(self.teacher_pool.names, self._selection, strict=True)}
 
     def forward_train(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         outputs, joint, task_loss = self._student_and_task(batch)
@@ -62,7 +62,7 @@ class MTPKDOT(Method):
             else:
                 teacher = feats[int(choice)]  # different dims: a Python choice, one host read
             counts = torch.nn.functional.one_hot(choice, len(names))
-        self.last_selection_counts = counts.detach()
+        self._selection = counts.detach()
         return outputs, self._weighted(task_loss, **self.relational(joint, teacher))
 
     @staticmethod

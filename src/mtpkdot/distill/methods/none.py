@@ -18,6 +18,9 @@ class NoDistillation(Method):
     """Student without distillation (T-Net hallucination only): task loss alone; total = task (unweighted)."""
 
     name = "none"
+    label = "Student without distillation (T-Net hallucination only)"
+    short_name = "the student without distillation"
+    order = 10
     needs_teacher = False
 
     def forward_train(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from mtpkdot.distill.loss_registry import build_loss
 from mtpkdot.distill.method import Batch, Method
-from mtpkdot.distill.ot import RelationalOTLoss
 from mtpkdot.registry import METHODS
 
 
@@ -14,12 +14,16 @@ class PKDOT(Method):
     """Single joint teacher, relational OT: alpha * task + beta * OT (no centroid)."""
 
     name = "pkdot"
+    label = "PKDOT (single joint teacher, OT)"
+    short_name = "PKDOT"
+    order = 50
+    citation = 'M. H. Aslam et al., "Distilling privileged multimodal information for expression recognition using optimal transport", IEEE FG 2024'
 
     def __init__(self, student, teacher_pool, task, cfg=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(student, teacher_pool, task, cfg)
         c = self.cfg
-        self.relational = RelationalOTLoss(
-            k=c.k, blur=c.blur, p=c.p, debias=c.debias, centroid=None, scaling=c.scaling
+        self.relational = build_loss(
+            "relational_ot", k=c.k, blur=c.blur, p=c.p, debias=c.debias, centroid=None, scaling=c.scaling
         )
 
     def forward_train(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import torch
 from torch import nn
@@ -11,7 +9,7 @@ from torch import nn
 from mtpkdot import layout
 from mtpkdot.engine.loop import predict
 from mtpkdot.pipeline.context import FoldContext
-from mtpkdot.pipeline.inputs import Normalizer, backbone_kwargs, item_ndim
+from mtpkdot.pipeline.inputs import Normalizer
 from mtpkdot.pipeline.runner import Trainable
 from mtpkdot.pipeline.stages.common import best_modules, chunks_of, device_targets, score, task_loss
 
@@ -19,15 +17,14 @@ from mtpkdot.pipeline.stages.common import best_modules, chunks_of, device_targe
 def build_modality_backbone(
     ctx: FoldContext, mod: str, fit_norm: bool = True, train_idx: np.ndarray | None = None
 ) -> tuple[nn.Module, Normalizer]:
-    from mtpkdot.models import build_backbone
+    from mtpkdot.models import accepts_weights, build_backbone, input_kwargs, input_ndim
 
     mc = ctx.cfg.data.modalities[mod]
     arr = ctx.store.array(mod)
-    nd = item_ndim(mc.backbone, mc.kind)
-    kw = backbone_kwargs(mc.backbone, mc.kind, tuple(arr.shape[1:]), mc.backbone_kwargs)
-    factory_params = _params_of_backbone(mc.backbone)
+    nd = input_ndim(mc.backbone)
+    kw = input_kwargs(mc.backbone, tuple(arr.shape[1:]), mc.backbone_kwargs)
     if mc.weights is not None:
-        if "weights" not in factory_params:
+        if not accepts_weights(mc.backbone):
             raise ValueError(
                 f"data.modalities.{mod}.weights: backbone {mc.backbone!r} takes no pretrained weights"
             )
@@ -36,12 +33,6 @@ def build_modality_backbone(
     fit_on = ctx.split["train"] if train_idx is None else train_idx
     norm = Normalizer.fit(arr, fit_on, mc.kind, nd) if fit_norm else Normalizer(mc.kind, nd)
     return net, norm
-
-
-def _params_of_backbone(name: str) -> set[str]:
-    from mtpkdot.registry import BACKBONES
-
-    return set(inspect.signature(BACKBONES.get(name)).parameters)
 
 
 class Encoder(nn.Module):

@@ -85,18 +85,19 @@ def train_student(ctx: FoldContext, method_name: str) -> Trainable:
             "mask": None if mask_all is None else mask_all[i],
         }
 
-    selections: dict[str, int] = {}
+    # what the method logs per step (MT-PKDOT: teacher-selection counts), summed on the device
+    logged: dict[str, torch.Tensor] = {}
 
     def compute(idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
         _, losses = method.forward_train(batch(idx))
-        for name, count in (getattr(method, "last_selection", None) or {}).items():
-            selections[name] = selections.get(name, 0) + int(count)
+        for name, value in method.step_log().items():
+            logged[name] = logged[name] + value if name in logged else value.clone()
         return losses, len(idx)
 
     bs_eval = sc.batch_size if finetune else EVAL_BATCH
 
-    def sel_stats() -> dict[str, float]:
-        return {f"sel_{k}": float(v) for k, v in selections.items()}
+    def epoch_log() -> dict[str, float]:
+        return {k: float(v) for k, v in logged.items()}
 
     def evaluate(idx: np.ndarray) -> dict[str, float]:
         preds = predict(
@@ -148,8 +149,8 @@ def train_student(ctx: FoldContext, method_name: str) -> Trainable:
         # DDP wraps the student (what the optimiser trains); Method.forward_train runs inside its forward
         ddp_modules={"student": student},
         train_modules=[method],
-        epoch_start=selections.clear,
-        epoch_stats=sel_stats,
+        epoch_start=logged.clear,
+        epoch_stats=epoch_log,
         extra=snapshots,
         on_start=lambda: snapshot("student_0"),
         on_epoch_end=on_epoch_end,

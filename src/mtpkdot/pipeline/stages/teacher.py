@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import torch
 from torch import nn
@@ -25,13 +23,11 @@ from mtpkdot.pipeline.stages.common import (
 
 def build_teacher(ctx: FoldContext, mods: list[str] | None = None) -> nn.Module:
     """A fresh fusion of the teacher's kind over ``mods`` (default: every modality, in order)."""
-    from mtpkdot.models import build_fusion
+    from mtpkdot.models import build_fusion, takes_seq_len
 
     tc = ctx.cfg.teacher
     kw = dict(tc.fusion_kwargs)
-    from mtpkdot.registry import FUSIONS
-
-    if "seq_len" in inspect.signature(FUSIONS.get(tc.fusion)).parameters:
+    if takes_seq_len(tc.fusion):
         kw.setdefault("seq_len", ctx.cfg.data.sequence_length)
     dims = [ctx.feature_dim(m) for m in (ctx.order if mods is None else mods)]
     return build_fusion(tc.fusion, dims, ctx.task.num_outputs, **kw).to(ctx.device)
