@@ -12,9 +12,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from tests.test_pipeline_run import _cli, _set_args, tiny_overrides
 from torch import nn
 
+from helpers import invoke, set_args, tiny_overrides
 from mtpkdot.distill.method import Method
 from mtpkdot.engine.checkpoint import load_checkpoint
 from mtpkdot.models import register_backbone
@@ -65,7 +65,7 @@ def toy_run(tmp_path_factory):
             "student.methods=[none, toy, pkdot]",
         ]
         run = base / "run"
-        res = _cli(["demo", "--out", str(run), "--device", "cpu", *_set_args(sets)])
+        res = invoke(["demo", "--out", str(run), "--device", "cpu", *set_args(sets)])
         assert res.exit_code == 0, res.output
         yield run
     finally:
