@@ -2,7 +2,7 @@
 two dataset sizes (it must stay flat: nothing holds the whole dataset in RAM).
 
 ``--real-size``: a Biovid part-B layout at the real size (1388 x 1038, 25 fps, 5.5 s, H.264) of a real
-face photograph moving over a background (``mtpkdot.data.photo_faces``), prepared as the paper does
+face photograph moving over a background (``mtpkdot.testing.photo_faces``), prepared as the paper does
 (10 frames, Haar face crop, 112 x 112, EDA, EMG spectrogram). It measures in one run: the decode-only
 limit (PyAV decoding every frame of the same files, no conversion, best of several thread settings),
 the limit for what prepare decodes (only the sampled frames and the frames they need; prepare skips the
@@ -70,24 +70,30 @@ def _child(root: str, store: str, workers: int, real: bool = False) -> None:
     import importlib
 
     prep = importlib.import_module("mtpkdot.data.prepare")
+    # a --baseline-src tree from before PrepareOptions kept the stage times and the decoder setting in
+    # module globals of mtpkdot.data.prepare
+    options = prep.PrepareOptions() if hasattr(prep, "PrepareOptions") else None
+    stats = options.stats if options is not None else None
+    kwargs = {} if options is None else {"options": options}
 
     def cpu() -> float:  # this process (every thread) and its finished worker processes
         return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, who))
 
     who = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
     t0, c0 = time.perf_counter(), cpu()
-    s = prep.prepare(cfg, store, workers=workers, progress=False)
+    s = prep.prepare(cfg, store, workers=workers, progress=False, **kwargs)
     elapsed, cpu_s = time.perf_counter() - t0, cpu() - c0
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    stages = dict(getattr(prep, "STAGE_SECONDS", {}))  # filled in this process only (1 worker)
+    # filled in this process only (1 worker)
+    stages = dict(stats.seconds if stats is not None else getattr(prep, "STAGE_SECONDS", {}))
     # samples/s counts every sample tried (a failed one was decoded too)
     res = {
         "n": len(s) + int(s.meta.get("failed", 0)),
         "kept": len(s),
         "seconds": elapsed,
         "cpu_seconds": cpu_s,
-        "decoder": dict(getattr(prep, "DECODER_SETTING", {})),
+        "decoder": dict(stats.decoder if stats is not None else getattr(prep, "DECODER_SETTING", {})),
         "rss_main_mb": own,
         "rss_workers_mb": kids,
         "stages": stages,
@@ -267,7 +273,7 @@ def _rounds(root: Path, videos: list[Path], setting: str, rounds: int) -> list[d
 
 
 def _real_size(args: argparse.Namespace) -> None:
-    from mtpkdot.data.photo_faces import make_photo_biovid
+    from mtpkdot.testing.photo_faces import make_photo_biovid
 
     load_start = os.getloadavg()
     t0 = time.perf_counter()
@@ -389,19 +395,18 @@ def _pipeline_levers(root: Path, n: int) -> dict:
     thread type, sequential and overlapped, interleaved in one process (the order reversed every other
     round), best of 3: wall and CPU (all threads) ms per sample and the stage times. Results must be
     identical."""
-    import importlib
-
     import cv2
 
     from mtpkdot.config import DataConfig
     from mtpkdot.data.manifest import read_manifest
+    from mtpkdot.data.prepare import PrepareOptions
+    from mtpkdot.data.prepare.workers import results
     from mtpkdot.signals import video
 
-    prep = importlib.import_module("mtpkdot.data.prepare")
     cfg = DataConfig(dataset="biovid", root=root, modalities=REAL_MODALITIES, privileged=["eda", "emg"])
     items = list(enumerate(read_manifest(cfg).to_dict("records")[:n]))
-    # _results sets these in this process (as in a 1-worker prepare): restored for the levers after it
-    old_state = prep.OVERLAP, video.DECODER_THREAD_TYPE, video.DECODER_THREADS, cv2.getNumThreads()
+    # results sets these in this process (as in a 1-worker prepare): restored for the levers after it
+    old_state = video.DECODER_THREAD_TYPE, video.DECODER_THREADS, cv2.getNumThreads()
     variants = {
         "AUTO, sequential (before)": ("AUTO", False),
         "SLICE, sequential": ("SLICE", False),
@@ -413,22 +418,22 @@ def _pipeline_levers(root: Path, n: int) -> dict:
     try:
         for k in range(3):
             for name in list(variants) if k % 2 == 0 else list(variants)[::-1]:
-                thread_type, prep.OVERLAP = variants[name]
-                prep.STAGE_SECONDS.clear()
+                thread_type, overlap = variants[name]
+                options = PrepareOptions(overlap=overlap)
                 w0, c0 = time.perf_counter(), time.process_time()
                 outs = [
-                    (i, code, res) for i, res, _, code in prep._results(items, cfg, False, 1, thread_type)
+                    (i, code, res) for i, res, _, code in results(items, cfg, False, 1, options, thread_type)
                 ]
                 wall, cpu = time.perf_counter() - w0, time.process_time() - c0
                 if 1000 * wall / n < best[name]["wall_ms"]:  # the stages of the fastest round
-                    best[name]["stages_ms"] = {s: 1000 * v / n for s, v in prep.STAGE_SECONDS.items()}
+                    best[name]["stages_ms"] = {s: 1000 * v / n for s, v in options.stats.seconds.items()}
                 best[name]["wall_ms"] = min(best[name]["wall_ms"], 1000 * wall / n)
                 best[name]["cpu_ms"] = min(best[name]["cpu_ms"], 1000 * cpu / n)
                 ref = outs if ref is None else ref
                 assert _same_results(ref, outs), f"{name} changed a result"
     finally:
-        prep.OVERLAP, video.DECODER_THREAD_TYPE, video.DECODER_THREADS = old_state[:3]
-        cv2.setNumThreads(old_state[3])
+        video.DECODER_THREAD_TYPE, video.DECODER_THREADS = old_state[:2]
+        cv2.setNumThreads(old_state[2])
     for name, b in best.items():
         print(f"pipeline lever: {b['wall_ms']:6.1f} ms wall, {b['cpu_ms']:6.1f} ms CPU per sample  {name}")
     return best

@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 
 from mtpkdot.config import DataConfig
-from mtpkdot.data import prepare
-from mtpkdot.data.photo_faces import make_photo_biovid, true_boxes
+from mtpkdot.data import prepare, read_manifest
+from mtpkdot.data.prepare import PrepareOptions
 from mtpkdot.signals import video as V
 from mtpkdot.signals.errors import NoFaceError
+from mtpkdot.testing.photo_faces import make_photo_biovid, true_boxes
 
-prep = importlib.import_module("mtpkdot.data.prepare")
+workers = importlib.import_module("mtpkdot.data.prepare.workers")
 SEGMENTS = 10
 MODALITIES = {
     "video": {"kind": "video", "segments": SEGMENTS, "size": 32, "face": "haar"},
@@ -82,7 +83,7 @@ def test_every_face_sample_kept_with_the_face_in_the_crop(tmp_path: Path, photo_
 
 def test_no_fallback_without_a_fixed_camera(tmp_path: Path, photo_biovid: Path) -> None:
     # the same files read as a dataset that is not filmed by a fixed camera: no fallback, dropped
-    manifest = prep.read_manifest(_cfg(photo_biovid))
+    manifest = read_manifest(_cfg(photo_biovid))
     manifest.drop(columns=["class_name"]).to_csv(tmp_path / "m.csv", index=False)
     cfg = DataConfig(dataset="own", manifest=tmp_path / "m.csv", modalities=MODALITIES, privileged=["eda"])
     store = prepare(cfg, tmp_path / "s", progress=False)
@@ -129,21 +130,19 @@ def test_overlap_and_thread_type_give_the_sequential_store(
 ) -> None:
     # face crops of lazy PyAV frames decoded in the decode thread, no-face failures, the subject fallback
     # rerun: every store file byte-identical to the sequential loop with the AUTO decoder
-    monkeypatch.setattr(prep, "_cpu_count", lambda: 2)  # one worker overlaps on any machine
-    monkeypatch.setattr(prep, "OVERLAP", False)
-    monkeypatch.setattr(prep, "DECODER_THREAD_TYPE", "AUTO")
-    sequential = prepare(_cfg(photo_biovid), tmp_path / "seq", progress=False).path
+    monkeypatch.setattr(workers, "_cpu_count", lambda: 2)  # one worker overlaps on any machine
+    plain = PrepareOptions(overlap=False, thread_type="AUTO")
+    sequential = prepare(_cfg(photo_biovid), tmp_path / "seq", progress=False, options=plain).path
     threads = []
-    real = prep._decode_ahead
+    real = workers._decode_ahead
 
     def decode_ahead(*a):
         threads.append(threading.current_thread().name)
         return real(*a)
 
-    monkeypatch.setattr(prep, "_decode_ahead", decode_ahead)
-    monkeypatch.setattr(prep, "OVERLAP", True)
-    monkeypatch.setattr(prep, "DECODER_THREAD_TYPE", "SLICE")
-    overlapped = prepare(_cfg(photo_biovid), tmp_path / "ahead", progress=False).path
+    monkeypatch.setattr(workers, "_decode_ahead", decode_ahead)
+    ahead = PrepareOptions(overlap=True, thread_type="SLICE")
+    overlapped = prepare(_cfg(photo_biovid), tmp_path / "ahead", progress=False, options=ahead).path
     # every sample, and the reruns with the subject fallback (2 hidden samples, 4 of the blind subject),
     # decoded in the decode thread
     assert len(threads) == 12 + 2 + 4 and all(t.startswith("mtpkdot-decode") for t in threads)
@@ -154,7 +153,7 @@ def test_h264_writer_b_frames_setting(tmp_path: Path) -> None:
     # the real-size benchmark's stream without B-frames (--bframes 0), where prepare has nothing to skip
     import av
 
-    from mtpkdot.data.photo_faces import write_h264
+    from mtpkdot.testing.photo_faces import write_h264
 
     yy, xx = np.mgrid[0:96, 0:128]
     waves = [128 + 60 * np.sin((xx + 2 * i) / 9) * np.cos((yy - i) / 7) for i in range(30)]

@@ -6,7 +6,6 @@ import importlib
 import json
 import shutil
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +13,16 @@ import pandas as pd
 import pytest
 
 from mtpkdot.config import DataConfig, SynthConfig
-from mtpkdot.data import Store, prepare
+from mtpkdot.data import Store, prepare, read_manifest
+from mtpkdot.data.prepare import PrepareOptions, decode_video_for, process_sample
 from mtpkdot.data.synthetic import synth_affwild2, synth_biovid
 from mtpkdot.signals import SampleError
 
-# the module (the package attribute `mtpkdot.data.prepare` is the function of the same name)
-prep = importlib.import_module("mtpkdot.data.prepare")
-REAL_PROCESS = prep.process_sample
+# the modules (the package attribute `mtpkdot.data.prepare` is the function of the same name)
+job = importlib.import_module("mtpkdot.data.prepare.job")
+kinds = importlib.import_module("mtpkdot.data.prepare.kinds")
+workers = importlib.import_module("mtpkdot.data.prepare.workers")
+REAL_PROCESS = process_sample
 
 MODALITIES = {
     "video": {"kind": "video", "segments": 4, "size": 16},
@@ -78,7 +80,7 @@ def test_prepare_shapes_and_labels(tmp_path: Path, biovid: Path) -> None:
 def test_rerun_does_no_work_and_settings_change_rebuilds(tmp_path: Path, biovid: Path, monkeypatch) -> None:
     prepare(_cfg(biovid), tmp_path / "s", progress=False)
     counter = Counter()
-    monkeypatch.setattr(prep, "process_sample", counter)
+    monkeypatch.setattr(workers, "process_sample", counter)
     prepare(_cfg(biovid), tmp_path / "s", progress=False)
     assert counter.calls == 0
     # encoder-only settings do not invalidate the store ...
@@ -93,20 +95,19 @@ def test_rerun_does_no_work_and_settings_change_rebuilds(tmp_path: Path, biovid:
 
 def test_interrupted_prepare_resumes_with_the_rest(tmp_path: Path, biovid: Path, monkeypatch) -> None:
     first = Counter(stop_after=5)
-    monkeypatch.setattr(prep, "process_sample", first)
-    monkeypatch.setattr(prep, "FLUSH_SECONDS", 0.0)
+    monkeypatch.setattr(workers, "process_sample", first)
     with pytest.raises(KeyboardInterrupt):
-        prepare(_cfg(biovid), tmp_path / "s", progress=False)
+        prepare(_cfg(biovid), tmp_path / "s", progress=False, options=PrepareOptions(flush_seconds=0.0))
     assert first.calls == 5 and not (tmp_path / "s" / "done").exists()
     second = Counter()
-    monkeypatch.setattr(prep, "process_sample", second)
+    monkeypatch.setattr(workers, "process_sample", second)
     store = prepare(_cfg(biovid), tmp_path / "s", progress=False)
     assert second.calls == 12 - 5
     ref = prepare(_cfg(biovid), tmp_path / "ref", progress=False)
     for mod in ("video", "eda", "emg"):
         np.testing.assert_array_equal(store.array(mod), ref.array(mod))
     third = Counter()
-    monkeypatch.setattr(prep, "process_sample", third)
+    monkeypatch.setattr(workers, "process_sample", third)
     prepare(_cfg(biovid), tmp_path / "s", progress=False)
     assert third.calls == 0
 
@@ -164,16 +165,16 @@ def test_strict_stops_at_first_bad_sample_naming_it(tmp_path: Path, damaged) -> 
 @pytest.mark.parametrize("cores", [2, 4])
 def test_two_workers_give_the_same_store(tmp_path: Path, biovid: Path, monkeypatch, cores: int) -> None:
     # 2 cores: each worker one decoder thread, no overlap; 4 cores: two threads each and the overlap
-    monkeypatch.setattr(prep, "_cpu_count", lambda: cores)
-    assert prep._overlaps(2) == (cores == 4)
+    monkeypatch.setattr(workers, "_cpu_count", lambda: cores)
+    assert workers._overlaps(2, PrepareOptions()) == (cores == 4)
     one = prepare(_cfg(biovid), tmp_path / "one", workers=1, progress=False)
     two = prepare(_cfg(biovid), tmp_path / "two", workers=2, progress=False)
     for mod in ("video", "eda", "emg"):
         np.testing.assert_array_equal(one.array(mod), two.array(mod))
 
 
-def _results(items: list, cfg: DataConfig) -> list:
-    return [(i, code, err, res) for i, res, err, code in prep._results(items, cfg, False, 1)]
+def _results(items: list, cfg: DataConfig, options: PrepareOptions) -> list:
+    return [(i, code, err, res) for i, res, err, code in workers.results(items, cfg, False, 1, options)]
 
 
 def test_overlapped_results_equal_the_sequential_ones_in_order(damaged, monkeypatch) -> None:
@@ -181,14 +182,12 @@ def test_overlapped_results_equal_the_sequential_ones_in_order(damaged, monkeypa
     # raised from the decode thread) in the same order as the sequential loop
     root, bad = damaged
     cfg = _cfg(root)
-    items = list(enumerate(prep.read_manifest(cfg).to_dict("records")))
-    monkeypatch.setattr(prep, "_cpu_count", lambda: 2)
-    monkeypatch.setattr(prep, "OVERLAP", False)
-    sequential = _results(items, cfg)
-    monkeypatch.setattr(prep, "OVERLAP", True)
-    monkeypatch.setattr(prep, "STAGE_SECONDS", defaultdict(float))
-    overlapped = _results(items, cfg)
-    assert prep.STAGE_SECONDS["decode_wait"] > 0  # the main thread took decoded frames from the thread
+    items = list(enumerate(read_manifest(cfg).to_dict("records")))
+    monkeypatch.setattr(workers, "_cpu_count", lambda: 2)
+    sequential = _results(items, cfg, PrepareOptions(overlap=False))
+    options = PrepareOptions(overlap=True)
+    overlapped = _results(items, cfg, options)
+    assert options.stats.seconds["decode_wait"] > 0  # the main thread took decoded frames from the thread
     assert [r[:3] for r in overlapped] == [r[:3] for r in sequential]
     assert [i for i, *_ in overlapped] == list(range(12))
     assert sum(err is not None and bad[next(iter(bad))] in err for _, _, err, _ in overlapped) == 1
@@ -212,11 +211,12 @@ def test_probed_thread_type_reaches_the_decoder_and_is_logged(
 
     monkeypatch.setattr(video, "fastest_thread_type", fastest)
     monkeypatch.setattr(video, "DECODER_THREAD_TYPE", video.DECODER_THREAD_TYPE)
-    monkeypatch.setattr(prep, "_cpu_count", lambda: 2)
-    prepare(_cfg(biovid), tmp_path / "s", workers=1, progress=True)
-    first = Path(prep.read_manifest(_cfg(biovid))["path_video"][0]).name
+    monkeypatch.setattr(workers, "_cpu_count", lambda: 2)
+    options = PrepareOptions()
+    prepare(_cfg(biovid), tmp_path / "s", workers=1, progress=True, options=options)
+    first = Path(read_manifest(_cfg(biovid))["path_video"][0]).name
     assert probed == [(first, 0)] and video.DECODER_THREAD_TYPE == "SLICE"
-    assert prep.DECODER_SETTING == {
+    assert options.stats.decoder == {
         "thread_type": "SLICE",
         "threads": 0,
         "overlap": True,
@@ -226,8 +226,8 @@ def test_probed_thread_type_reaches_the_decoder_and_is_logged(
         "decoder: thread type SLICE, FFmpeg's choice of threads per worker (probe, SLICE 10 ms" in caplog.text
     )
     # one decoder thread per worker: nothing to choose, no probe
-    prepare(_cfg(biovid), tmp_path / "two", workers=2, progress=False)
-    assert len(probed) == 1 and prep.DECODER_SETTING["thread_type"] == "AUTO"
+    prepare(_cfg(biovid), tmp_path / "two", workers=2, progress=False, options=options)
+    assert len(probed) == 1 and options.stats.decoder["thread_type"] == "AUTO"
 
 
 def test_store_requires_done_marker(tmp_path: Path) -> None:
@@ -392,7 +392,7 @@ def test_decode_video_for_gives_the_stored_clip(tmp_path: Path, biovid: Path) ->
     store = prepare(_cfg(biovid), tmp_path / "s", progress=False)
     mc = ModalityConfig(**MODALITIES["video"])
     for i in (0, 5):
-        clip = prep.decode_video_for(Path(store.manifest["path_video"][i]), mc)
+        clip = decode_video_for(Path(store.manifest["path_video"][i]), mc)
         np.testing.assert_array_equal(clip, store.array("video")[i])
 
 
@@ -401,8 +401,8 @@ def test_each_kind_has_a_handler() -> None:
 
     from mtpkdot.config import ModalityConfig
 
-    kinds = get_args(ModalityConfig.model_fields["kind"].annotation)
-    assert set(prep._KINDS) == set(kinds)
+    names = get_args(ModalityConfig.model_fields["kind"].annotation)
+    assert set(kinds.KINDS) == set(names)
 
 
 def test_worker_threads_share_the_cores(biovid: Path, monkeypatch) -> None:
@@ -411,38 +411,37 @@ def test_worker_threads_share_the_cores(biovid: Path, monkeypatch) -> None:
 
     from mtpkdot.signals import video
 
-    monkeypatch.setattr(prep, "_cpu_count", lambda: 4)
+    monkeypatch.setattr(workers, "_cpu_count", lambda: 4)
     monkeypatch.setattr(video, "DECODER_THREADS", video.DECODER_THREADS)
     old = cv2.getNumThreads()
     monkeypatch.setattr(video, "DECODER_THREAD_TYPE", video.DECODER_THREAD_TYPE)
     try:
-        prep._init_worker(_cfg(biovid), False)
+        workers._init_worker()
         assert (video.DECODER_THREADS, cv2.getNumThreads()) == (0, 4)
-        prep._init_worker(_cfg(biovid), False, 2)
+        workers._init_worker(2)
         assert (video.DECODER_THREADS, cv2.getNumThreads()) == (2, 2)
         # with the overlap, OpenCV runs beside the decoder thread: half the share
-        prep._init_worker(_cfg(biovid), False, 0, "SLICE", True)
+        workers._init_worker(0, "SLICE", True)
         assert (video.DECODER_THREADS, cv2.getNumThreads(), video.DECODER_THREAD_TYPE) == (0, 2, "SLICE")
-        prep._init_worker(_cfg(biovid), False, 2, "AUTO", True)
+        workers._init_worker(2, "AUTO", True)
         assert (video.DECODER_THREADS, cv2.getNumThreads(), video.DECODER_THREAD_TYPE) == (2, 1, "AUTO")
     finally:
         cv2.setNumThreads(old)
     # a worker overlaps only with two cores or more of its own
-    assert [prep._worker_threads(w) for w in (1, 2, 3, 4)] == [0, 2, 1, 1]
-    assert [prep._overlaps(w) for w in (1, 2, 3, 4)] == [True, True, False, False]
-    monkeypatch.setattr(prep, "OVERLAP", False)
-    assert not prep._overlaps(1)
+    assert [workers._worker_threads(w) for w in (1, 2, 3, 4)] == [0, 2, 1, 1]
+    assert [workers._overlaps(w, PrepareOptions()) for w in (1, 2, 3, 4)] == [True, True, False, False]
+    assert not workers._overlaps(1, PrepareOptions(overlap=False))
 
 
 def test_flushing_the_store_counts_as_write(tmp_path: Path, biovid: Path, monkeypatch) -> None:
     # the benchmark's split: time spent syncing the memory-mapped arrays is "write", not "other"
-    real_flush = prep._flush
+    real_flush = job._flush
 
-    def slow_flush(job) -> None:
+    def slow_flush(one) -> None:
         time.sleep(0.05)
-        real_flush(job)
+        real_flush(one)
 
-    monkeypatch.setattr(prep, "_flush", slow_flush)
-    monkeypatch.setattr(prep, "STAGE_SECONDS", defaultdict(float))
-    prepare(_cfg(biovid), tmp_path / "s", workers=1, progress=False)
-    assert prep.STAGE_SECONDS["write"] >= 0.05
+    monkeypatch.setattr(job, "_flush", slow_flush)
+    options = PrepareOptions()
+    prepare(_cfg(biovid), tmp_path / "s", workers=1, progress=False, options=options)
+    assert options.stats.seconds["write"] >= 0.05

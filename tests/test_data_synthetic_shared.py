@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import mtpkdot.data.synthetic as syn
+import mtpkdot.data.synthetic.biovid as syn_biovid
 from mtpkdot.config import SynthConfig
 
 # Every written file but the mp4s, plus a digest of the frames handed to the encoder (the mp4 bytes
@@ -29,7 +30,9 @@ def _world(
     every written file and the frames of every video (by file name)."""
     frames: dict[str, np.ndarray] = {}
     monkeypatch.setattr(
-        syn, "write_video", lambda path, fr, fps, audio=None: frames.__setitem__(Path(path).name, fr.copy())
+        syn_biovid,
+        "write_video",
+        lambda path, fr, fps, audio=None: frames.__setitem__(Path(path).name, fr.copy()),
     )
     syn.synth_biovid(out, cfg)
     files = {

@@ -1,6 +1,6 @@
 """Biovid-layout videos of a real face photograph, for face-crop tests and real-size benchmarks.
 
-The synthetic data (``data/synthetic.py``) draws cartoon faces at 64 x 64 that no face detector finds.
+The synthetic data (``mtpkdot.data.synthetic``) draws cartoon faces at 64 x 64 that no face detector finds.
 This module renders the face photograph matplotlib ships in its sample data (``grace_hopper.jpg``, found
 offline) into videos the size of Biovid's (1388 x 1038, 25 fps, 5.5 s, H.264): the photo moves and
 changes scale over a fixed textured background (one camera per subject), and optional occluders hide the

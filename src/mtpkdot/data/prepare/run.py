@@ -1,0 +1,79 @@
+"""``prepare``: from a config to a finished store (or the store already there, when its key matches)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mtpkdot.data.manifest import read_manifest
+from mtpkdot.data.prepare.job import Job, run_job
+from mtpkdot.data.prepare.options import PrepareOptions
+from mtpkdot.data.prepare.workers import decoder_setting, describe
+from mtpkdot.data.store import Store
+from mtpkdot.layout import default_run_dir
+from mtpkdot.layout import store_dir as store_dir_of
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger("mtpkdot.data.prepare")
+
+# fields of ModalityConfig that only concern the encoder, not the prepared arrays
+_ENCODER_FIELDS = {"backbone", "backbone_kwargs", "feature_dim", "weights", "train"}
+
+
+def prepare_key(data_cfg: Any, manifest: pd.DataFrame) -> str:
+    """Hash of what determines the arrays: preparation settings of the data config and the manifest."""
+    d = data_cfg.model_dump(mode="json", exclude={"workers", "store", "prevalent", "privileged"})
+    d["modalities"] = {
+        k: {f: v for f, v in m.items() if f not in _ENCODER_FIELDS} for k, m in d["modalities"].items()
+    }
+    h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
+    h.update(manifest.to_csv(index=False).encode())
+    return h.hexdigest()[:20]
+
+
+def default_store_dir(cfg: Any) -> Path:
+    """The store when no folder is given: the run layout's rule for the config's default run dir."""
+    data_cfg = cfg.data if hasattr(cfg, "data") else cfg
+    return store_dir_of(data_cfg.store, default_run_dir(getattr(cfg, "name", "experiment")))
+
+
+def prepare(
+    cfg: Any,
+    store_dir: str | Path | None = None,
+    workers: int | None = None,
+    strict: bool = False,
+    progress: bool = True,
+    options: PrepareOptions | None = None,
+) -> Store:
+    """Decode every sample of ``cfg.data`` once into ``store_dir`` (default ``data.store`` or
+    ``runs/<name>/store``) and return the :class:`Store`.
+
+    Idempotent (a finished store with the same key does no work) and resumable (an interrupted run
+    continues with the samples not yet done). A sample that fails is listed with its reason in
+    ``prepare_report.csv`` and left out of the store; ``strict=True`` raises :class:`SampleError`
+    at the first failure instead. ``options``: speed settings (none changes the store); its ``stats``
+    receive the run's decoder setting and, with one worker, the time per stage.
+    """
+    options = options or PrepareOptions()
+    data_cfg = cfg.data if hasattr(cfg, "data") else cfg
+    store_dir = Path(store_dir) if store_dir is not None else default_store_dir(cfg)
+    manifest = read_manifest(data_cfg)
+    key = prepare_key(data_cfg, manifest)
+    done = store_dir / "done"
+    if done.is_file() and done.read_text().strip() == key:
+        if progress:
+            log.info("store %s is up to date (%d samples)", store_dir, len(Store(store_dir)))
+        return Store(store_dir)
+    job = Job(store_dir, data_cfg, manifest, key, int(workers or data_cfg.workers), strict, progress, options)
+    job.rows = manifest.to_dict("records")
+    job.decoder = decoder_setting(data_cfg, job.rows, job.workers, job.sequence, options)
+    options.stats.decoder.clear()
+    options.stats.decoder.update(job.decoder)
+    if progress:
+        log.info("decoder: %s", describe(job.decoder))
+    return run_job(job)
