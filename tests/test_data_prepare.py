@@ -396,6 +396,17 @@ def test_decode_video_for_gives_the_stored_clip(tmp_path: Path, biovid: Path) ->
         np.testing.assert_array_equal(clip, store.array("video")[i])
 
 
+def test_a_clip_of_the_wrong_frame_count_is_a_sample_error(biovid: Path, monkeypatch) -> None:
+    # a raised error naming the file and the counts, not an assert (gone under python -O)
+    from mtpkdot.config import ModalityConfig
+
+    real = kinds.sampled_frames
+    monkeypatch.setattr(kinds, "sampled_frames", lambda *a: real(*a)[:-1])
+    video = read_manifest(_cfg(biovid))["path_video"][0]
+    with pytest.raises(SampleError, match=r"wrong length: .* gave 3 sampled frames, expected 4 \(4 segments"):
+        decode_video_for(Path(video), ModalityConfig(**MODALITIES["video"]))
+
+
 def test_each_kind_has_a_handler() -> None:
     from typing import get_args
 

@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtpkdot.data import (
+    ProtocolError,
     StaleFoldsError,
+    check_roles_disjoint,
     fold_indices,
     folds_path,
     load_folds,
@@ -68,6 +70,17 @@ def test_no_subject_in_two_roles_and_every_sample_tested_once(
         assert len(idx["train"]) + len(idx["val"]) + len(idx["test"]) == len(df)
         tested.extend(idx["test"].tolist())
     assert sorted(tested) == list(range(len(df)))
+
+
+def test_a_subject_in_two_roles_is_an_error_naming_it() -> None:
+    # a raised error, not an assert: the guard holds under python -O too
+    subj = np.asarray(["a", "a", "b", "c", "c"])
+    check_roles_disjoint(
+        subj, {"train": np.asarray([0, 1]), "val": np.asarray([2]), "test": np.asarray([3])}, 0
+    )
+    leaky = {"train": np.asarray([0, 3]), "val": np.asarray([2]), "test": np.asarray([4])}
+    with pytest.raises(ProtocolError, match=r"fold 2: subject\(s\) \['c'\] in both train and test"):
+        check_roles_disjoint(subj, leaky, 2)
 
 
 def test_too_few_subjects_names_the_count() -> None:

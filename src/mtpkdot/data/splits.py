@@ -210,8 +210,23 @@ def fold_indices(
         "val": np.flatnonzero(np.isin(subj, list(val_subj))),
         "test": test,
     }
-    roles = [set(subj[out[r]]) for r in ("train", "val", "test")]
-    assert not (roles[0] & roles[1] or roles[0] & roles[2] or roles[1] & roles[2]), (
-        "a subject is in two roles"
-    )
+    check_roles_disjoint(subj, out, k)
     return out
+
+
+class ProtocolError(RuntimeError):
+    """The subject-wise protocol is broken (a subject in two roles): a bug, never a result to keep."""
+
+
+def check_roles_disjoint(subj: np.ndarray, roles: dict[str, np.ndarray], k: int) -> None:
+    """Raise :class:`ProtocolError` if a subject of ``subj`` (per store sample) has samples in two of the
+    ``roles`` (train / val / test indices of fold ``k``): its samples would leak between the roles."""
+    names = list(roles)
+    for a, name_a in enumerate(names):
+        for name_b in names[a + 1 :]:
+            both = sorted(map(str, set(subj[roles[name_a]]) & set(subj[roles[name_b]])))
+            if both:
+                raise ProtocolError(
+                    f"fold {k}: subject(s) {both[:5]} in both {name_a} and {name_b}; every subject must "
+                    "have exactly one role (train, val or test) in a fold"
+                )

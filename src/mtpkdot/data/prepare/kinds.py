@@ -161,7 +161,7 @@ def _video_sample(
     else:
         with stats.timed("decode_wait"):
             clip = ahead.result()
-    assert len(clip) == m.segments * m.frames_per_segment
+    _check_frame_count(clip, m, path)
     if m.face == "none":
         with stats.timed("crop_resize"):
             return V.resize_frames(clip, m.size), None
@@ -177,6 +177,17 @@ def _video_sample(
         square = V.crop_square(box, *V.frame_size(clip))
         clip = V.resize_frames(V.crop_frames(clip, square), m.size)
     return clip, np.asarray([*box, *square, used], dtype=np.float64)
+
+
+def _check_frame_count(clip: Any, m: Any, path: Path) -> None:
+    """Every stored clip has ``segments x frames_per_segment`` frames: a decoder that gives fewer (or
+    more) would otherwise shift every later frame of the clip, or fail far away in the store."""
+    want = m.segments * m.frames_per_segment
+    if len(clip) != want:
+        raise SampleError(
+            f"wrong length: {path} gave {len(clip)} sampled frames, expected {want} "
+            f"({m.segments} segments x {m.frames_per_segment} frames)"
+        )
 
 
 def decode_video_for(path: Path, mc: Any) -> np.ndarray:
