@@ -93,6 +93,31 @@ def test_no_fallback_without_a_fixed_camera(tmp_path: Path, photo_biovid: Path) 
     assert "face: subject fallback" not in set(report["reason"])
 
 
+def test_a_reader_declaring_a_fixed_camera_gets_the_fallback(
+    tmp_path: Path, photo_biovid: Path, monkeypatch
+) -> None:
+    # a new reader says it on itself and nowhere else: the same own manifest, read by a reader that
+    # declares a fixed camera, keeps the two hidden samples with their subject's face box
+    from mtpkdot.data.own import read_own
+    from mtpkdot.data.reader import Reader
+    from mtpkdot.registry import DATASETS
+
+    class FixedCamera(Reader):
+        name = "toy_fixed_camera"
+        fixed_camera = True
+        read = staticmethod(read_own)
+
+    monkeypatch.setitem(DATASETS._items, FixedCamera.name, FixedCamera)
+    manifest = read_manifest(_cfg(photo_biovid))
+    manifest.drop(columns=["class_name"]).to_csv(tmp_path / "m.csv", index=False)
+    cfg = DataConfig(
+        dataset=FixedCamera.name, manifest=tmp_path / "m.csv", modalities=MODALITIES, privileged=["eda"]
+    )
+    report = pd.read_csv(prepare(cfg, tmp_path / "s", progress=False).path / "prepare_report.csv")
+    assert (report["reason"] == "face: subject fallback").sum() == 2
+    assert (report["status"] == "failed").sum() == 4  # the subject without any detection
+
+
 def test_more_probe_frames_before_giving_up() -> None:
     frames = np.zeros((10, 100, 100, 3), np.uint8)
     frames[[6, 7], 0, 0, 0] = 1  # the frames "with a face", not among the first three probes (0, 4, 9)

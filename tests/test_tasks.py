@@ -12,6 +12,8 @@ from mtpkdot.tasks import Task
 
 
 def test_named_tasks_and_config():
+    import mtpkdot.data  # noqa: F401  (registers the readers, which declare their tasks)
+
     t = Task.for_dataset("biovid", "bl1_pa4")
     assert (t.kind, t.num_outputs, t.names, t.primary_metric) == (
         "classification",
@@ -36,6 +38,26 @@ def test_named_tasks_and_config():
         data = Data()
 
     assert Task.from_config(Cfg()).num_outputs == 5
+
+
+def test_a_reader_declares_its_tasks(monkeypatch):
+    # the named tasks of a dataset are its reader's declaration, and a new reader needs no other edit
+    import mtpkdot.data  # noqa: F401  (registers the readers)
+    from mtpkdot.data.reader import Reader
+    from mtpkdot.registry import DATASETS
+
+    class Toy(Reader):
+        name = "toy_tasks"
+        tasks = ("five_class",)
+
+    monkeypatch.setitem(DATASETS._items, Toy.name, Toy)
+    assert Task.for_dataset("toy_tasks", "five_class").num_outputs == 5
+    with pytest.raises(
+        ValueError, match=r"does not exist for dataset 'toy_tasks'; choose one of \['five_class'\]"
+    ):
+        Task.for_dataset("toy_tasks", "bl1_pa4")
+    assert Task.for_dataset("toy_tasks", "classification:3").num_outputs == 3
+    assert DATASETS.get("affwild2").tasks == ("va",) and DATASETS.get("own").tasks is None
 
 
 def test_classification_loss_metrics_mask_and_sequences():

@@ -26,13 +26,6 @@ TASKS: dict[str, tuple[str, list[str]]] = {
     "five_class": ("classification", ["BL1", "PA1", "PA2", "PA3", "PA4"]),
     "va": ("regression", ["valence", "arousal"]),
 }
-_DATASET_TASKS = {
-    "biovid": ("bl1_pa4", "five_class"),
-    "biovid_authors": ("bl1_pa4", "five_class"),
-    "synthetic_biovid": ("bl1_pa4", "five_class"),
-    "affwild2": ("va",),
-    "synthetic_affwild2": ("va",),
-}
 
 
 @dataclass
@@ -75,8 +68,12 @@ class Task:
 
     @classmethod
     def for_dataset(cls, dataset: str, task: str) -> Task:
-        """The task ``task`` of a registered dataset (``data.dataset``, ``data.task`` in the config)."""
-        allowed = _DATASET_TASKS.get(dataset)
+        """The task ``task`` of a registered dataset (``data.dataset``, ``data.task`` in the config): a
+        named task must be one the dataset's reader declares (its ``tasks``; a reader without named
+        tasks, or a dataset not registered, takes any)."""
+        from mtpkdot.registry import DATASETS
+
+        allowed = DATASETS.get(dataset).tasks if dataset in DATASETS else None
         if allowed is not None and task not in allowed and ":" not in task:
             raise ValueError(
                 f"data.task {task!r} does not exist for dataset {dataset!r}; choose one of {list(allowed)}"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mtpkdot.data.manifest import path_column
+from mtpkdot.data.reader import Reader
 from mtpkdot.registry import DATASETS
 
 if TYPE_CHECKING:
@@ -78,7 +79,6 @@ def count_annotation_lines(path: Path) -> int:
         return sum(1 for line in fh if line.strip())
 
 
-@DATASETS.register("affwild2")
 def read_affwild2(data_cfg: Any) -> pd.DataFrame:
     """Affwild2 ABAW layout: per-frame valence/arousal, official Train/Validation split, -5 masked."""
     import pandas as pd
@@ -121,10 +121,27 @@ def read_affwild2(data_cfg: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@DATASETS.register("synthetic_affwild2")
+@DATASETS.register()
+class Affwild2(Reader):
+    """Affwild2 ABAW layout: per-frame valence/arousal, official Train/Validation split, -5 masked."""
+
+    name = "affwild2"
+    tasks = ("va",)
+    read = staticmethod(read_affwild2)
+
+
 def read_synthetic_affwild2(data_cfg: Any) -> pd.DataFrame:
     """Embedded Affwild2-like data (video + audio): generated into data.root if missing, read as affwild2."""
     from mtpkdot.data.synthetic import ensure_generated
 
     ensure_generated(data_cfg, "affwild2")
     return read_affwild2(data_cfg)
+
+
+@DATASETS.register()
+class SyntheticAffwild2(Reader):
+    """Embedded Affwild2-like data (video + audio): generated into data.root if missing, read as affwild2."""
+
+    name = "synthetic_affwild2"
+    tasks = ("va",)
+    read = staticmethod(read_synthetic_affwild2)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mtpkdot.data.manifest import path_column
+from mtpkdot.data.reader import Reader
 from mtpkdot.registry import DATASETS
 
 if TYPE_CHECKING:
@@ -60,7 +61,6 @@ def _check_kinds(data_cfg: Any, allowed: tuple[str, ...]) -> None:
             )
 
 
-@DATASETS.register("biovid")
 def read_biovid(data_cfg: Any) -> pd.DataFrame:
     """Biovid official layout (parts A and B): samples.csv, video/, biosignals_filtered/ (or raw)."""
     import pandas as pd
@@ -117,6 +117,16 @@ def read_biovid(data_cfg: Any) -> pd.DataFrame:
     return out
 
 
+@DATASETS.register()
+class Biovid(Reader):
+    """Biovid official layout (parts A and B): samples.csv, video/, biosignals_filtered/ (or raw)."""
+
+    name = "biovid"
+    tasks = tuple(TASKS)
+    fixed_camera = True
+    read = staticmethod(read_biovid)
+
+
 def _authors_annotation(data_cfg: Any, root: Path) -> Path:
     ann = Path(data_cfg.manifest) if data_cfg.manifest is not None else root / "annotations.txt"
     if not ann.is_file():
@@ -126,7 +136,6 @@ def _authors_annotation(data_cfg: Any, root: Path) -> Path:
     return ann
 
 
-@DATASETS.register("biovid_authors")
 def read_biovid_authors(data_cfg: Any) -> pd.DataFrame:
     """Biovid in the authors' layout: ``<class>/<sample>/img_*.jpg`` frame folders + annotation lines."""
     import pandas as pd
@@ -187,10 +196,29 @@ def read_biovid_authors(data_cfg: Any) -> pd.DataFrame:
     return out.drop(columns="_rel")
 
 
-@DATASETS.register("synthetic_biovid")
+@DATASETS.register()
+class BiovidAuthors(Reader):
+    """Biovid in the authors' layout: ``<class>/<sample>/img_*.jpg`` frame folders + annotation lines."""
+
+    name = "biovid_authors"
+    tasks = tuple(TASKS)
+    fixed_camera = True
+    read = staticmethod(read_biovid_authors)
+
+
 def read_synthetic_biovid(data_cfg: Any) -> pd.DataFrame:
     """Embedded Biovid-like data: generated into data.root if missing or empty, read as biovid."""
     from mtpkdot.data.synthetic import ensure_generated
 
     ensure_generated(data_cfg, "biovid")
     return read_biovid(data_cfg)
+
+
+@DATASETS.register()
+class SyntheticBiovid(Reader):
+    """Embedded Biovid-like data: generated into data.root if missing or empty, read as biovid."""
+
+    name = "synthetic_biovid"
+    tasks = tuple(TASKS)
+    fixed_camera = True
+    read = staticmethod(read_synthetic_biovid)

@@ -61,8 +61,9 @@ def task_spec(df: pd.DataFrame, data_cfg: Any = None) -> dict[str, Any]:
     count is logged. A declared ``classification:<n>`` that the labels exceed is an error, never a
     silently larger task.
     """
-    # own data has no named tasks: only an explicit "classification:<n>" / "regression:..." applies
-    if data_cfg is not None and not (data_cfg.dataset == "own" and ":" not in str(data_cfg.task)):
+    # a dataset without named tasks: only an explicit "classification:<n>" / "regression:..." applies
+    named = data_cfg is not None and DATASETS.get(data_cfg.dataset).tasks is not None
+    if data_cfg is not None and (named or ":" in str(data_cfg.task)):
         try:
             from mtpkdot.tasks import Task
 
@@ -102,6 +103,5 @@ def task_spec(df: pd.DataFrame, data_cfg: Any = None) -> dict[str, Any]:
 
 def read_manifest(data_cfg: Any) -> pd.DataFrame:
     """Run the reader named by ``data.dataset`` and validate its output."""
-    reader = DATASETS.get(data_cfg.dataset)
-    df = reader(data_cfg)
+    df = DATASETS.get(data_cfg.dataset).read(data_cfg)
     return check_manifest(df, list(data_cfg.modalities), f"{data_cfg.dataset} reader ({data_cfg.root})")

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mtpkdot.data.manifest import path_column
+from mtpkdot.data.reader import Reader
 from mtpkdot.registry import DATASETS
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-@DATASETS.register("own")
 def read_own(data_cfg: Any) -> pd.DataFrame:
     """Your own multimodal data from a CSV manifest (any modalities, any of them privileged)."""
     import pandas as pd
@@ -60,6 +60,14 @@ def read_own(data_cfg: Any) -> pd.DataFrame:
     if "split" not in df.columns:
         df["split"] = ""
     return df
+
+
+@DATASETS.register()
+class Own(Reader):
+    """Your own multimodal data from a CSV manifest (any modalities, any of them privileged)."""
+
+    name = "own"
+    read = staticmethod(read_own)
 
 
 def _check_declared_classes(df: pd.DataFrame, data_cfg: Any, path: Path) -> None:

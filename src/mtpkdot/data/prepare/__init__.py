@@ -11,7 +11,7 @@ Per modality kind (settings from ``data.modalities.<name>``; one handler per kin
 - ``audio``: PyAV decode at ``audio_rate``; DFT spectrogram ``1 x freq_bins x time_bins`` per clip.
 - ``features``: ``.npy`` vector ``D``.
 
-Faces: on datasets filmed with a fixed camera (``job.FIXED_CAMERA_DATASETS``), a sample whose video
+Faces: on datasets filmed with a fixed camera (their reader's ``fixed_camera``), a sample whose video
 shows no face on any sampled frame is cropped with its subject's usual face box (the median of the boxes
 detected in that subject's other samples) once every sample has been seen; ``prepare_report.csv`` says so.
 

@@ -20,6 +20,7 @@ from mtpkdot.data.prepare.kinds import BOX, FALLBACK
 from mtpkdot.data.prepare.options import PrepareOptions
 from mtpkdot.data.prepare.workers import FAILED, NO_FACE, OK, OK_FALLBACK, PENDING, Result, results
 from mtpkdot.data.store import Store
+from mtpkdot.registry import DATASETS
 from mtpkdot.signals.errors import SampleError
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mtpkdot.data.prepare")
 
 _STORE_FILES = ("done", "meta.json", "manifest.csv", "prepare_report.csv")
-# datasets filmed by a fixed camera: a sample without a detected face borrows its subject's face box
-FIXED_CAMERA_DATASETS = frozenset({"biovid", "biovid_authors", "synthetic_biovid"})
 FALLBACK_REASON = "face: subject fallback"
 
 
@@ -80,7 +79,7 @@ class Job:
 
     @property
     def fixed_camera(self) -> bool:
-        return self.data_cfg.dataset in FIXED_CAMERA_DATASETS
+        return DATASETS.get(self.data_cfg.dataset).fixed_camera
 
 
 def _open_work(job: Job) -> None:
