@@ -50,8 +50,12 @@ def _patch_stages(mp: pytest.MonkeyPatch, name: str, new) -> None:
     """Replace helper ``name`` of the stages package in every stage module, each of which holds its own
     reference to it."""
     orig = getattr(common, name)
-    for info in pkgutil.iter_modules(stages.__path__):
-        module = importlib.import_module(f"{stages.__name__}.{info.name}")
+    # import every module before patching any: a module first imported after common's helper is patched
+    # would bind the replacement at import and keep it after the patch is undone
+    modules = [
+        importlib.import_module(f"{stages.__name__}.{i.name}") for i in pkgutil.iter_modules(stages.__path__)
+    ]
+    for module in modules:
         if getattr(module, name, None) is orig:
             mp.setattr(module, name, new)
 
