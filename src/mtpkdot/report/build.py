@@ -272,7 +272,7 @@ def gap_blocks(run: RunDir, summary: pd.DataFrame) -> list[Block]:
     )
     return [
         Text(text),
-        Table(headers, rows, caption="Table 2: validation (selected epoch) and test metric per method"),
+        Table(headers, rows, caption="Validation (selected epoch) and test metric per method"),
     ]
 
 
@@ -320,13 +320,13 @@ def results_blocks(
         Table(
             th,
             tr,
-            caption="Table 3: paired tests against the lower bound, the student without distillation and PKDOT",
+            caption="Table 2: paired tests against the lower bound, the student without distillation and PKDOT",
         ),
         Heading("What the numbers say", 3),
         Table(
             fh,
             fr,
-            caption="Table 4: each method against the lower bound and the student without distillation "
+            caption="Findings: each method against the lower bound and the student without distillation "
             "(Δ with its 95 % interval, corrected t-test p; * below 0.05; identical: the same test results "
             "in every fold)",
         ),
@@ -428,7 +428,7 @@ def _fig6(run: RunDir, out: Path) -> list[Block]:
     rows = [
         [str(i), *[f"{v:.1f}" for v in shares.loc[i]], str(int(with_all.loc[i].sum()))] for i in shares.index
     ]
-    blocks.append(Table(headers, rows, caption="Table 5: teacher selection per fold (percent of batches)"))
+    blocks.append(Table(headers, rows, caption="Table 3: teacher selection per fold (percent of batches)"))
     pooled = shares.loc["all"]
     if "joint" in pooled.index:
         others = ", ".join(f"{t} {v:.1f} %" for t, v in pooled.items() if t != "joint")
