@@ -71,7 +71,7 @@ def test_validation_and_test_metric_side_by_side(run):
         assert float(r["Test"]) == pytest.approx(test, abs=0.005)
         assert float(r["Gap"]) == pytest.approx(np.mean(vals) - test, abs=0.011)
         assert r["n"] == "2"
-    assert "Each fold selected on 3 validation samples." in md
+    assert "Each fold selected on 1 subject, 3 validation samples." in md
 
 
 def test_every_curve_figure_names_its_selected_epochs(run):

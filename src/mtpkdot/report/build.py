@@ -237,7 +237,7 @@ def _validation_sizes(run: RunDir) -> str:
 
     if not samples:
         return ""
-    who = f"{span(subjects)} subjects, " if subjects else ""
+    who = f"{span(subjects)} subject{'s' if max(subjects) > 1 else ''}, " if subjects else ""
     return f" Each fold selected on {who}{span(samples)} validation samples."
 
 
