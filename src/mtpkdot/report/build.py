@@ -17,13 +17,23 @@ from mtpkdot import layout
 from mtpkdot.atomic import atomic_write_csv, atomic_write_text
 from mtpkdot.report import figures as F
 from mtpkdot.report.document import Block, Figure, Heading, Note, Table, Text, render_markdown
+from mtpkdot.report.findings import (
+    findings_sentences,
+    findings_table,
+    identical_results,
+    same_results_sentence,
+)
 from mtpkdot.report.html import render_html
+from mtpkdot.report.prepared import PREPARE_REPORT, data_summary, meta_summary, read_prepare_report
 from mtpkdot.report.rundir import FoldDir, RunDir
+from mtpkdot.report.selected import fold_selections, gap_frame, validation_at_selection
 from mtpkdot.report.stats import ALTERNATIVE, ZERO_METHOD, size_ratio
 from mtpkdot.report.tables import (
+    METRIC_LABELS,
     aggregate,
+    decimals,
     design_ratio,
-    findings,
+    fmt,
     known_rows,
     ordered_methods,
     read_summary,
@@ -79,6 +89,28 @@ def _subject_check(run: RunDir) -> str:
     return f"checked on {names}: {len(subjects)} subjects, none in two folds of a partition"
 
 
+def _shown_from(run: RunDir, path: Path) -> Path:
+    """``path`` relative to the run directory when it lies inside it (the store usually does)."""
+    try:
+        return path.resolve().relative_to(run.path.resolve())
+    except ValueError:
+        return _shown(path)
+
+
+def data_line(run: RunDir, cfg: dict[str, Any]) -> str:
+    """What ``prepare`` kept and dropped and why: the store's prepare_report.csv, else the counts of
+    the run's copy of the store's meta.json (the store may have been deleted or moved)."""
+    store = run.layout.store(_get(cfg, "data.store", None))
+    report = read_prepare_report(store / PREPARE_REPORT)
+    if report is not None:
+        return f"{data_summary(report)} (from `{_shown_from(run, store / PREPARE_REPORT)}`)"
+    counts = meta_summary(run.layout.store_meta)
+    where = f"no readable {PREPARE_REPORT} in `{_shown_from(run, store)}`"
+    if counts is not None:
+        return f"{counts} (the reasons are not shown: {where})"
+    return f"not recorded ({where}, no {run.layout.store_meta.name})"
+
+
 def _backbone_line(cfg: dict[str, Any]) -> str:
     """Which student setting was used (frozen or fine-tuned backbone) and where the teacher side's
     training features come from (the stage-1 backbones or cross-fitted ones)."""
@@ -124,6 +156,7 @@ def setup_blocks(run: RunDir, cfg: dict[str, Any], summary: pd.DataFrame | None)
     items = [
         f"**Run directory:** `{_shown(run.path)}`",
         f"**Dataset:** `{_get(cfg, 'data.dataset', 'not recorded')}`, task `{_get(cfg, 'data.task', '?')}`",
+        f"**Data:** {data_line(run, cfg)}",
         f"**Prevalent modality (train and test):** {describe(_get(cfg, 'data.prevalent', []) or [])}",
         f"**Privileged modality (training only):** {describe(_get(cfg, 'data.privileged', []) or [])}",
         f"**Teacher fusion:** `{_get(cfg, 'teacher.fusion', '?')}`",
@@ -184,8 +217,74 @@ def ratio_for_run(run: RunDir, summary: pd.DataFrame) -> tuple[float, str]:
     )
 
 
-def results_blocks(summary: pd.DataFrame, run: RunDir | None = None) -> list[Block]:
+def _validation_sizes(run: RunDir) -> str:
+    """How many validation subjects and samples each fold selected its epochs on (from split.csv)."""
+    subjects, samples = [], []
+    for fd in run.fold_dirs():
+        try:
+            split = pd.read_csv(fd.split_csv)
+        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            continue
+        if "role" not in split.columns:
+            continue
+        val = split[split["role"] == "val"]
+        samples.append(len(val))
+        if "subject_id" in split.columns:
+            subjects.append(val["subject_id"].nunique())
+
+    def span(values: list[int]) -> str:
+        return str(values[0]) if min(values) == max(values) else f"{min(values)} to {max(values)}"
+
+    if not samples:
+        return ""
+    who = f"{span(subjects)} subject{'s' if max(subjects) > 1 else ''}, " if subjects else ""
+    return f" Each fold selected on {who}{span(samples)} validation samples."
+
+
+def gap_blocks(run: RunDir, summary: pd.DataFrame) -> list[Block]:
+    """Validation (selected epoch) and test metric side by side per method: selection on a few validation
+    subjects is optimistic, and the gap shows by how much."""
+    gaps = gap_frame(summary, validation_at_selection(run, summary))
+    if gaps.empty:
+        return [
+            Note(
+                "no stage records a selected epoch with its validation metrics: validation-test gap not shown"
+            )
+        ]
+    several = gaps["metric"].nunique() > 1
+    headers = ["Method", *(["Metric"] if several else []), "Validation (selected epoch)", "Test", "Gap", "n"]
+    rows = [
+        [
+            r.method,
+            *([METRIC_LABELS.get(r.metric, r.metric)] if several else []),
+            fmt(r.validation, r.metric),
+            fmt(r.test, r.metric),
+            f"{r.gap:+.{decimals(r.metric)}f}",
+            str(r.n),
+        ]
+        for r in gaps.itertuples(index=False)
+    ]
+    text = (
+        "The validation metric of the epoch each stage selected (the checkpoint it tested), next to its "
+        "test metric, both averaged over the same (seed, fold) results; gap = validation - test. A "
+        "positive gap is the optimism of selecting on few validation subjects: the test column is the "
+        f"estimate.{_validation_sizes(run)}"
+    )
+    return [
+        Text(text),
+        Table(headers, rows, caption="Validation (selected epoch) and test metric per method"),
+    ]
+
+
+def _same_results_blocks(groups: list, cfg: dict[str, Any]) -> list[Block]:
+    return [Text(f"**Identical test results:** {same_results_sentence(g, cfg)}") for g in groups]
+
+
+def results_blocks(
+    summary: pd.DataFrame, run: RunDir | None = None, cfg: dict[str, Any] | None = None
+) -> list[Block]:
     headers, rows = results_table(summary)
+    groups = identical_results(summary)
     blocks: list[Block] = [
         Heading("Results", 2),
         Text(
@@ -199,8 +298,12 @@ def results_blocks(summary: pd.DataFrame, run: RunDir | None = None) -> list[Blo
     missing = [m for m in known_rows() if m not in set(summary["method"])]
     if missing:
         blocks.append(Note(f"not run in this experiment: {', '.join(missing)}"))
+    blocks += _same_results_blocks(groups, cfg or {})
+    if run is not None:
+        blocks += gap_blocks(run, summary)
     ratio, source = ratio_for_run(run, summary) if run is not None else (design_ratio(summary), "")
     th, tr = stats_table(summary, ratio)
+    fh, fr = findings_table(summary, ratio, groups)
     blocks += [
         Text(
             "Paired comparisons, matched on (seed, fold); each seed is one repetition of the cross-validation "
@@ -220,7 +323,14 @@ def results_blocks(summary: pd.DataFrame, run: RunDir | None = None) -> list[Blo
             caption="Table 2: paired tests against the lower bound, the student without distillation and PKDOT",
         ),
         Heading("What the numbers say", 3),
-        Text(items=findings(summary, ratio)),
+        Table(
+            fh,
+            fr,
+            caption="Findings: each method against the lower bound and the student without distillation "
+            "(Δ with its 95 % interval, corrected t-test p; * below 0.05; identical: the same test results "
+            "in every fold)",
+        ),
+        Text(items=findings_sentences(summary, ratio, groups)),
     ]
     return blocks
 
@@ -349,12 +459,26 @@ def _student_order(names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: (order.get(n, len(order)), n))
 
 
+def _selection_text(selected: dict[str, int], members: list[str]) -> str:
+    marked = [f"{m} {selected[m]}" for m in members if m in selected]
+    unmarked = [m for m in members if m not in selected]
+    text = (
+        f" Dashed line: the epoch selected on validation, whose checkpoint was tested ({', '.join(marked)})."
+        if marked
+        else ""
+    )
+    if unmarked:
+        text += f" No selected epoch recorded (no test.json with best_epoch) for {', '.join(unmarked)}."
+    return text
+
+
 def _curves(run: RunDir, out: Path) -> list[Block]:
     blocks: list[Block] = [Heading("Training curves", 3)]
     fds = [fd for fd in run.fold_dirs() if run.stages(fd)]
     if not fds:
         return [*blocks, Note("no metrics.csv in any stage folder: training curves skipped")]
     fd: FoldDir = fds[0]
+    selected = fold_selections(fd, run.stages(fd))
     for group, members in _stage_groups(run.stages(fd)):
         if group == "students":
             members = _student_order(members)
@@ -367,13 +491,14 @@ def _curves(run: RunDir, out: Path) -> list[Block]:
         frames = {k: v for k, v in frames.items() if not v.empty}
         if not frames:
             continue
-        path = F.training_curves(frames, out / f"curves_{group}.png", f"{group} ({fd.label})")
+        path = F.training_curves(frames, out / f"curves_{group}.png", f"{group} ({fd.label})", selected)
         blocks.append(
             Figure(
                 path,
                 title=f"Training curves: {group}",
                 caption=f"Training curves of the {group} stage ({fd.label}): every loss term unweighted (left; log scale "
-                "when they span orders of magnitude) and the validation metric used for model selection (right), per epoch.",
+                "when they span orders of magnitude) and the validation metric used for model selection (right), per epoch."
+                + _selection_text(selected, list(frames)),
             )
         )
     return blocks
@@ -393,7 +518,7 @@ def build_blocks(run: RunDir) -> tuple[list[Block], pd.DataFrame | None]:
     if summary is None or summary.empty:
         blocks.append(Note("summary.csv missing or empty: no results table (has any fold finished?)"))
     else:
-        blocks += results_blocks(summary, run)
+        blocks += results_blocks(summary, run, cfg)
     out = run.figures
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("fig[4-6]_*.png"), *out.glob("curves_*.png")]:

@@ -199,8 +199,19 @@ def teacher_selection(counts: pd.DataFrame, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def training_curves(stages: Mapping[str, pd.DataFrame], path: str | Path, title: str) -> Path:
-    """Training curves: per stage (row), every unweighted loss term (left) and validation metric (right)."""
+def training_curves(
+    stages: Mapping[str, pd.DataFrame],
+    path: str | Path,
+    title: str,
+    selected: Mapping[str, int] | None = None,
+) -> Path:
+    """Training curves: per stage (row), every unweighted loss term (left) and validation metric (right);
+    ``selected`` (stage -> epoch) is marked on both panels of its row."""
+    return _save(curves_figure(stages, title, selected or {}), path)
+
+
+def curves_figure(stages: Mapping[str, pd.DataFrame], title: str, selected: Mapping[str, int]) -> Any:
+    """The figure of :func:`training_curves`; the selected epoch is a dashed vertical line."""
     from matplotlib.ticker import MaxNLocator
 
     fig = _figure(10.0, 2.8 * len(stages) + 0.4)
@@ -217,6 +228,10 @@ def training_curves(stages: Mapping[str, pd.DataFrame], path: str | Path, title:
                 if np.isfinite(y).any():
                     ax.plot(x, y, marker="o", ms=3, label=k[len(prefix) :])
                     drawn = True
+            if name in selected:
+                ax.axvline(
+                    selected[name], color="0.35", ls="--", lw=1, label=f"selected: epoch {selected[name]}"
+                )
             if not drawn:
                 ax.text(0.5, 0.5, f"no {prefix}* column", ha="center", va="center", transform=ax.transAxes)
             else:
@@ -229,12 +244,13 @@ def training_curves(stages: Mapping[str, pd.DataFrame], path: str | Path, title:
                     and values.max() > 50 * values.min()
                 ):
                     ax.set_yscale("log")  # loss terms differ by orders of magnitude
+            if drawn or name in selected:
                 ax.legend(fontsize=7)
             ax.set_title(f"{name}: {'loss terms (unweighted)' if c == 0 else 'validation'}", fontsize=9)
             ax.set_xlabel("epoch", fontsize=8)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.tick_params(labelsize=7)
-    return _save(fig, path)
+    return fig
 
 
 def sweep_lines(table: pd.DataFrame, path: str | Path, metric_label: str) -> Path:

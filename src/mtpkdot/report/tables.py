@@ -1,5 +1,5 @@
-"""Results tables in the form of the paper's Tables II-VII, their markdown form, and the sentences
-that state in words what the numbers say.
+"""Results tables in the form of the paper's Tables II-VII and their markdown form (what the numbers
+say in words: :mod:`mtpkdot.report.findings`).
 
 Rows: the lower bound (``lower_bound``: the prevalent modalities alone, no T-Net, no distillation),
 the student without distillation (``none``: prevalent modalities plus the T-Net's hallucinated
@@ -18,7 +18,6 @@ import math
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 import mtpkdot.distill.methods  # noqa: F401  (the built-in methods declare their labels and order)
@@ -196,7 +195,8 @@ def _signed(value: float, metric: str) -> str:
     return "n/a" if math.isnan(value) else f"{value:+.{decimals(metric)}f}"
 
 
-def _ci(test: CVComparison, metric: str) -> str:
+def delta_ci(test: CVComparison, metric: str) -> str:
+    """``+1.00 [-0.50, +2.50]``: the mean paired difference and its 95 % interval."""
     t = test.t
     if math.isnan(t.ci_low):
         return f"{_signed(t.mean, metric)} [n/a]"
@@ -231,95 +231,13 @@ def stats_table(summary: pd.DataFrame, ratio: float | None = None) -> tuple[list
                         method,
                         ref,
                         METRIC_LABELS.get(metric, metric),
-                        _ci(test, metric),
+                        delta_ci(test, metric),
                         test.describe_p(),
                         test.describe_wilcoxon(),
                         f"{test.n} ({test.reps})",
                     ]
                 )
     return headers, rows
-
-
-def _significance(test: CVComparison, metric: str) -> str:
-    if not test.ok:
-        return f"{test.t.reason}, {test.n} pair(s): no test possible"
-    level = "significant" if test.p < ALPHA else "not significant"
-    text = (
-        f"Δ {_ci(test, metric)}, corrected t-test {test.describe_p()}, {level} at the {ALPHA:g} level; "
-        f"{test.n} pairs, {test.reps} seed(s)"
-    )
-    if not math.isnan(test.p_wilcoxon):
-        text += f"; Wilcoxon on the seed means {test.describe_wilcoxon()}"
-    return text
-
-
-def _vs_sentence(
-    label: str, m: str, ref: str, mean: dict[str, float], test: CVComparison, metric: str
-) -> str:
-    nums = f"{fmt(mean[m], metric)} vs {fmt(mean[ref], metric)}"
-    verb = "is above" if mean[m] > mean[ref] else "does not improve over"
-    return f"{label}: {short_name(m)} {verb} {short_name(ref)} on this run ({nums}; {_significance(test, metric)})."
-
-
-def findings(summary: pd.DataFrame, ratio: float | None = None) -> list[str]:
-    """Plain sentences generated from the numbers (what improves, what does not, how sure we are)."""
-    agg = aggregate(summary)
-    tests = comparisons(summary, ratio)
-    present = set(summary["method"])
-    students = [m for m in ordered_methods(summary) if m not in ("lower_bound", "none", "teacher")]
-    out: list[str] = []
-    for metric in table_metrics(summary):
-        label = METRIC_LABELS.get(metric, metric)
-        mean = {m: _lookup(agg, m, metric)["mean"] for m in ordered_methods(summary)}
-        if "lower_bound" not in present:
-            out.append(
-                f"{label}: this run has no `lower_bound` row (prevalent modalities alone), so no method can "
-                "be compared with the true lower bound; `none` is a student with the T-Net's hallucinated "
-                "privileged features, itself trained with the privileged modality."
-            )
-        else:
-            for m in ["none", *students]:
-                if m in present:
-                    out.append(
-                        _vs_sentence(label, m, "lower_bound", mean, tests[(m, "lower_bound", metric)], metric)
-                    )
-        if "none" not in present:
-            out.append(f"{label}: the student without distillation (`none`) was not run.")
-        else:
-            for m in students:
-                out.append(_vs_sentence(label, m, "none", mean, tests[(m, "none", metric)], metric))
-        if "mtpkdot" in present and "pkdot" in present:
-            # "is above", not "beats": whether the difference means anything is said by the test after it
-            t = tests[("mtpkdot", "pkdot", metric)]
-            nums = f"{fmt(mean['mtpkdot'], metric)} vs {fmt(mean['pkdot'], metric)}"
-            verb = "is above" if mean["mtpkdot"] > mean["pkdot"] else "does not beat"
-            out.append(f"{label}: MT-PKDOT {verb} PKDOT on this run ({nums}; {_significance(t, metric)}).")
-        out += _gap_sentence(label, metric, mean, present, students)
-    return out
-
-
-def _gap_sentence(
-    label: str, metric: str, mean: dict[str, float], present: set[str], students: list[str]
-) -> list[str]:
-    """How much of the gap between the lowest reference and the teacher the best student closes."""
-    low_name = "lower_bound" if "lower_bound" in present else "none" if "none" in present else None
-    if "teacher" not in present or low_name is None:
-        return []
-    up, low, which = mean["teacher"], mean[low_name], short_name(low_name)
-    if not up > low:
-        return [
-            f"{label}: the multimodal teacher ({fmt(up, metric)}) is not above {which} "
-            f"({fmt(low, metric)}), so the privileged modality had no measurable knowledge to transfer here."
-        ]
-    if not students:
-        return []
-    best = max(students, key=lambda m: -np.inf if math.isnan(mean[m]) else mean[m])
-    share = 100.0 * (mean[best] - low) / (up - low)
-    return [
-        f"{label}: the upper bound is {fmt(up, metric)}; the best student, {short_name(best)} "
-        f"({fmt(mean[best], metric)}), closes {share:.0f} % of the gap between {which} "
-        f"({fmt(low, metric)}) and the upper bound."
-    ]
 
 
 # --- markdown tables and their parsing -------------------------------------------------------
