@@ -1,4 +1,4 @@
-"""Engine: seeding, checkpoints with config hashes, the fit loop (early stopping, exact resume)."""
+"""Engine: seeding, checkpoints with config hashes, the trainer (early stopping, exact resume)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from torch import nn
 
 from mtpkdot.engine import (
     ConfigMismatchError,
+    Selection,
     StageInterrupted,
+    Trainer,
     derive_seed,
-    fit,
     index_batches,
     load_checkpoint,
     make_generator,
     run_epoch,
     save_checkpoint,
     seed_everything,
+    standard_callbacks,
 )
 from mtpkdot.engine.loop import INTERRUPT_ENV
 
@@ -76,20 +78,33 @@ def _problem(seed: int = 0):
     return model, opt, train_epoch, validate
 
 
-def _fit(tmp_path, **kw):
-    model, opt, train_epoch, validate = _problem()
-    res = fit(
+def fit(stage_dir, model, opt, train_epoch, validate, *, epochs, section, selection, **kw):
+    """A trainer of one module ``model`` in stage ``toy`` with the pipeline's callbacks, fitted."""
+    trainer = Trainer(
         stage="toy",
-        stage_dir=tmp_path,
+        stage_dir=stage_dir,
         modules={"model": model},
         optimizer=opt,
-        train_epoch=train_epoch,
-        validate=validate,
-        primary="loss",
-        higher_is_better=False,
+        section=section,
+        epochs=epochs,
+        selection=selection,
+        callbacks=standard_callbacks(selection.primary, progress=False),
+        **kw,
+    )
+    return trainer.fit(train_epoch, validate)
+
+
+def _fit(tmp_path):
+    model, opt, train_epoch, validate = _problem()
+    res = fit(
+        tmp_path,
+        model,
+        opt,
+        train_epoch,
+        validate,
         epochs=6,
         section={"lr": 0.01},
-        **kw,
+        selection=Selection("loss", higher_is_better=False),
     )
     return res, model
 
@@ -124,15 +139,14 @@ def test_resume_with_other_config_is_refused(tmp_path):
     model, opt, train_epoch, validate = _problem()
     with pytest.raises(ConfigMismatchError):
         fit(
-            stage="toy",
-            stage_dir=tmp_path,
-            modules={"model": model},
-            optimizer=opt,
-            train_epoch=train_epoch,
-            validate=validate,
-            primary="loss",
+            tmp_path,
+            model,
+            opt,
+            train_epoch,
+            validate,
             epochs=6,
             section={"lr": 0.02},
+            selection=Selection("loss"),
         )
 
 
@@ -151,18 +165,16 @@ def _scripted_fit(stage_dir, losses: list[float], patience: int | None):
     def validate() -> dict[str, float]:
         return {"loss": losses[int(model.weight.item()) - 1]}
 
+    selection = Selection("loss", higher_is_better=False, patience=patience)
     res = fit(
-        stage="toy",
-        stage_dir=stage_dir,
-        modules={"model": model},
-        optimizer=opt,
-        train_epoch=train_epoch,
-        validate=validate,
-        primary="loss",
-        higher_is_better=False,
+        stage_dir,
+        model,
+        opt,
+        train_epoch,
+        validate,
         epochs=len(losses),
-        patience=patience,
         section={"lr": 0.1},
+        selection=selection,
     )
     return res, model, trained
 
@@ -185,9 +197,30 @@ def test_early_stopping_honours_patience(tmp_path):
     assert trained_none == list(range(1, 9)) and res_none.best_epoch == 1
 
 
-def _curve_fit(stage_dir, losses: list[float], **kw):
+# never two worse epochs in a row: each improvement must reset the count of patience 2
+ZIGZAG = [1.0, 1.1, 0.9, 1.0, 0.8, 0.85, 0.7, 0.75]
+
+
+def test_improvement_resets_the_patience_count(tmp_path):
+    res, model, trained = _scripted_fit(tmp_path, ZIGZAG, patience=2)
+    assert trained == list(range(1, 9)) and res.best_epoch == 7 and model.weight.item() == 7.0
+
+
+def test_patience_count_survives_a_resume(tmp_path, monkeypatch):
+    """Interrupted after epoch 3 (one epoch without improvement, of patience 2), the resumed stage
+    must stop after epoch 4, as the uninterrupted one does (LOSSES improves again at epoch 5)."""
+    monkeypatch.setenv(INTERRUPT_ENV, "toy:3")
+    with pytest.raises(StageInterrupted):
+        _scripted_fit(tmp_path, LOSSES, patience=2)
+    assert load_checkpoint(tmp_path / "last.pt")["bad_epochs"] == 1
+    monkeypatch.delenv(INTERRUPT_ENV)
+    res, model, trained = _scripted_fit(tmp_path, LOSSES, patience=2)
+    assert trained == [4] and res.epochs_run == 4 and res.best_epoch == 2 and model.weight.item() == 2.0
+
+
+def _curve_fit(stage_dir, losses: list[float], initial_eval: bool = False, **selection):
     """fit() on a model whose epoch ``e`` sets its weight to ``e`` and scores ``losses[e]`` (epoch 0: the
-    untrained weight 0)."""
+    untrained weight 0); ``selection``: the settings of :class:`Selection`."""
     model = nn.Linear(1, 1, bias=False)
     with torch.no_grad():
         model.weight.fill_(0.0)
@@ -199,17 +232,15 @@ def _curve_fit(stage_dir, losses: list[float], **kw):
         return {"train_total": 0.0}
 
     res = fit(
-        stage="toy",
-        stage_dir=stage_dir,
-        modules={"model": model},
-        optimizer=opt,
-        train_epoch=train_epoch,
-        validate=lambda: {"loss": losses[int(model.weight.item())]},
-        primary="loss",
-        higher_is_better=False,
+        stage_dir,
+        model,
+        opt,
+        train_epoch,
+        lambda: {"loss": losses[int(model.weight.item())]},
         epochs=len(losses) - 1,
         section={"lr": 0.1},
-        **kw,
+        selection=Selection("loss", higher_is_better=False, **selection),
+        initial_eval=initial_eval,
     )
     return res, model
 
@@ -236,10 +267,10 @@ def test_epoch_zero_is_logged_once_and_never_selected(tmp_path, monkeypatch):
     ("kw", "best"),
     [
         ({}, 1),  # the best single epoch: the spike
-        ({"select_window": 3}, 6),  # mean of epochs 4-6 is best; the weights of epoch 6
-        ({"select_after": 4}, 4),  # the first best from epoch 4 on
-        ({"select_window": 3, "patience": 1}, 3),  # patience counts from the first full window (epoch 3)
-        ({"select_after": 20}, 8),  # fewer epochs than select_after: the last epoch
+        ({"window": 3}, 6),  # mean of epochs 4-6 is best; the weights of epoch 6
+        ({"after": 4}, 4),  # the first best from epoch 4 on
+        ({"window": 3, "patience": 1}, 3),  # patience counts from the first full window (epoch 3)
+        ({"after": 20}, 8),  # fewer epochs than select_after: the last epoch
     ],
 )
 def test_selection_rules(tmp_path, kw, best):

@@ -15,8 +15,18 @@ from torch import nn
 
 from helpers import invoke, set_args, tiny_overrides
 from mtpkdot.config import ConfigError, load_config
-from mtpkdot.engine import StageInterrupted, fit, index_batches, make_generator, run_epoch, seed_everything
-from mtpkdot.engine.loop import INTERRUPT_ENV, _write_metrics
+from mtpkdot.engine import (
+    Selection,
+    StageInterrupted,
+    Trainer,
+    index_batches,
+    make_generator,
+    run_epoch,
+    seed_everything,
+    standard_callbacks,
+)
+from mtpkdot.engine.callbacks import write_metrics
+from mtpkdot.engine.loop import INTERRUPT_ENV
 from mtpkdot.layout import TENSORBOARD as TENSORBOARD_DIR
 
 
@@ -34,7 +44,7 @@ def csv_columns(path: Path) -> dict[str, list[tuple[int, float]]]:
     return {k: [(int(r["epoch"]), float(r[k])) for r in rows if r[k] != ""] for k in rows[0] if k != "epoch"}
 
 
-def toy_fit(stage_dir: Path, **kw):
+def toy_fit(stage_dir: Path, tensorboard: bool = False):
     seed_everything(0)
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(48, 4, generator=gen)
@@ -55,19 +65,17 @@ def toy_fit(stage_dir: Path, **kw):
         with torch.no_grad():
             return {"loss": nn.functional.cross_entropy(model(x[32:]), y[32:]).item()}
 
-    return fit(
+    trainer = Trainer(
         stage="toy",
         stage_dir=stage_dir,
         modules={"model": model},
         optimizer=opt,
-        train_epoch=train_epoch,
-        validate=validate,
-        primary="loss",
-        higher_is_better=False,
-        epochs=4,
         section={"lr": 0.01},
-        **kw,
+        epochs=4,
+        selection=Selection("loss", higher_is_better=False),
+        callbacks=standard_callbacks("loss", tensorboard=tensorboard, progress=False),
     )
+    return trainer.fit(train_epoch, validate)
 
 
 def assert_scalars_match_csv(stage_dir: Path) -> None:
@@ -146,7 +154,7 @@ def test_metrics_csv_is_written_byte_for_byte(tmp_path):
         "2,0.001,0.3333333333333333,,2.0\n"
         "3,1e-05,inf,-0.25,\n"
     )
-    _write_metrics(tmp_path / "metrics.csv", history)
+    write_metrics(tmp_path / "metrics.csv", history)
     assert (tmp_path / "metrics.csv").read_bytes() == expected.encode()
 
 

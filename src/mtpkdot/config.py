@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
@@ -34,8 +34,42 @@ class TrainConfig(Strict):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer: str = Field("adam", description="a registered optimizer: adam | adamw | sgd")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd: momentum")
+    schedule: str = Field(
+        "constant",
+        description="a registered learning-rate schedule after the warm-up: constant | cosine | step",
+    )
+    warmup_epochs: int = Field(0, ge=0, description="linear warm-up: epoch e <= W trains at lr * e / (W + 1)")
+    step_epochs: int = Field(10, ge=1, description="step schedule: epochs between two decays")
+    step_factor: float = Field(0.1, gt=0, le=1, description="step schedule: factor on the rate at each decay")
     patience: int | None = Field(None, ge=1, description="early stopping on the validation metric")
+
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = (
+        "momentum",
+        "schedule",
+        "warmup_epochs",
+        "step_epochs",
+        "step_factor",
+    )
+
+    @model_validator(mode="after")
+    def _check_warmup(self) -> TrainConfig:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs})"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler: Any) -> dict[str, Any]:
+        # settings added after runs were published: at their default (the behaviour from before they
+        # existed) they stay out of the dump, so stage hashes and old run directories stay valid
+        data = handler(self)
+        for name in self.OMITTED_AT_DEFAULT:
+            if getattr(self, name) == type(self).model_fields[name].default:
+                data.pop(name, None)
+        return data
 
 
 class ModalityConfig(Strict):

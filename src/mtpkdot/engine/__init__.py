@@ -1,5 +1,7 @@
-"""Training engine: the loop (fit / evaluate), checkpoints with config hashes, seeding, DDP helpers."""
+"""Training engine: the trainer (early stopping, exact resume) and its callbacks, optimizers,
+learning-rate schedules, checkpoints with config hashes, seeding, DDP helpers."""
 
+from mtpkdot.engine.callbacks import Callback, StageInterrupted, standard_callbacks
 from mtpkdot.engine.checkpoint import (
     ConfigMismatchError,
     check_config,
@@ -7,22 +9,31 @@ from mtpkdot.engine.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from mtpkdot.engine.loop import FitResult, StageInterrupted, fit, index_batches, predict, run_epoch
+from mtpkdot.engine.loop import FitResult, Selection, Trainer, index_batches, predict, run_epoch
+from mtpkdot.engine.optim import OPTIMIZERS, build_optimizer
+from mtpkdot.engine.schedules import SCHEDULES, lr_factor
 from mtpkdot.engine.seed import derive_seed, make_generator, seed_everything
 
 __all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "Callback",
     "ConfigMismatchError",
     "FitResult",
+    "Selection",
     "StageInterrupted",
+    "Trainer",
+    "build_optimizer",
     "check_config",
     "config_hash",
     "derive_seed",
-    "fit",
     "index_batches",
     "load_checkpoint",
+    "lr_factor",
     "make_generator",
     "predict",
     "run_epoch",
     "save_checkpoint",
     "seed_everything",
+    "standard_callbacks",
 ]

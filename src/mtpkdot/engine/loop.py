@@ -1,24 +1,21 @@
-"""The training loop shared by every stage: epochs, early stopping, checkpoints, exact resume.
+"""The training loop shared by every stage: a :class:`Trainer` with early stopping, checkpoints, exact resume.
 
-``fit`` trains until ``epochs`` or until the validation primary metric has not improved for
-``patience`` epochs. After every epoch it writes ``metrics.csv`` and ``last.pt`` (modules, optimizer,
-AMP scaler, every RNG state, history), and ``best.pt`` when the validation metric improved. A second
-call on the same stage folder continues after the last finished epoch and reaches the same result as
-an uninterrupted run. Batches come from the caller: for cached features plain index tensors
-(:func:`index_batches`), no DataLoader. With ``tensorboard=True`` every metrics.csv row is also written
-as TensorBoard scalars under ``<stage_dir>/tensorboard`` (:func:`_tensorboard_sink`).
+:meth:`Trainer.fit` trains until ``epochs`` or until the validation score has not improved for
+``patience`` epochs (:class:`Selection`). After every epoch it writes ``last.pt`` (modules, optimizer,
+AMP scaler, every RNG state, history, the early-stopping state) and ``best.pt`` when the score
+improved; its callbacks (:mod:`mtpkdot.engine.callbacks`) write ``metrics.csv`` and TensorBoard
+scalars, show progress and interrupt on request. A second fit on the same stage folder continues
+after the last finished epoch and reaches the same result as an uninterrupted run. The learning rate
+of each epoch comes from ``lr_factor`` (:mod:`mtpkdot.engine.schedules`). Batches come from the
+caller: for cached features plain index tensors (:func:`index_batches`), no DataLoader.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import csv
-import io
 import math
-import os
-import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,17 +24,24 @@ import torch
 from torch import nn
 
 from mtpkdot import layout
-from mtpkdot.atomic import atomic_write_text
 from mtpkdot.dist import all_reduce_sum, is_distributed
+from mtpkdot.engine.callbacks import INTERRUPT_ENV, Callback, progress_enabled
 from mtpkdot.engine.checkpoint import load_checkpoint, save_checkpoint
 from mtpkdot.engine.seed import get_rng_state, set_rng_state
 
-INTERRUPT_ENV = "MTPKDOT_INTERRUPT"
-"""``<stage>:<epoch>``: raise :class:`StageInterrupted` after that epoch's checkpoint (tests of resume)."""
-
-
-class StageInterrupted(RuntimeError):
-    """Raised on purpose (``MTPKDOT_INTERRUPT``) after a checkpoint, to test that resume is exact."""
+__all__ = [
+    "INTERRUPT_ENV",  # here too for the resume tests and the pipeline, which import it from the loop
+    "EarlyStopping",
+    "FitResult",
+    "Selection",
+    "Trainer",
+    "autocast",
+    "chunks",
+    "index_batches",
+    "predict",
+    "progress_enabled",
+    "run_epoch",
+]
 
 
 @dataclass
@@ -48,8 +52,197 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def progress_enabled() -> bool:
-    return sys.stderr.isatty() and os.environ.get("MTPKDOT_NO_PROGRESS", "") == ""
+@dataclass(frozen=True)
+class Selection:
+    """Which epoch's weights a stage keeps, and when it stops early.
+
+    The score of an epoch is the mean of ``val_<primary>`` over the last ``window`` trained epochs;
+    only epochs from ``max(after, window)`` on (the last one when there are fewer) are candidates, so a
+    window is always full; the weights kept are those of the window's last epoch (1 and 1: the best
+    single epoch). Training stops after ``patience`` candidates in a row without improvement (None:
+    never).
+    """
+
+    primary: str
+    higher_is_better: bool = True
+    patience: int | None = None
+    window: int = 1
+    after: int = 1
+
+
+class EarlyStopping:
+    """The state of :class:`Selection` over a run: best score and epoch, and the patience count
+    (saved in ``last.pt`` under the same keys as :meth:`state_dict`, restored on resume)."""
+
+    def __init__(self, selection: Selection, epochs: int) -> None:
+        self.selection = selection
+        self.epochs = epochs
+        self.sign = 1.0 if selection.higher_is_better else -1.0
+        self.best_score = -math.inf  # of sign * metric: higher is better
+        self.best_epoch = 0
+        self.bad_epochs = 0
+
+    def update(self, history: list[dict[str, Any]], epoch: int) -> bool:
+        """Score the epoch just appended to ``history``; True when it is the new best."""
+        sel = self.selection
+        score = _selection_score(history, f"val_{sel.primary}", self.sign, sel.window)
+        candidate = epoch >= min(max(sel.after, sel.window), self.epochs)  # a full window only
+        improved = candidate and (score > self.best_score or self.best_epoch == 0)
+        if improved:
+            self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
+        elif candidate:
+            self.bad_epochs += 1
+        return improved
+
+    @property
+    def stopped(self) -> bool:
+        return self.selection.patience is not None and self.bad_epochs >= self.selection.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
+        self.bad_epochs = state["bad_epochs"]
+
+
+def _selection_score(history: list[dict[str, Any]], column: str, sign: float, window: int) -> float:
+    """The mean of ``sign * column`` over the last ``window`` trained epochs (epoch >= 1) of ``history``;
+    -inf when one of them is not finite."""
+    scores = [sign * float(r[column]) for r in history if r["epoch"] >= 1][-window:]
+    return sum(scores) / len(scores) if all(math.isfinite(x) for x in scores) else -math.inf
+
+
+@dataclass(eq=False)
+class Trainer:
+    """Trains ``modules`` of one stage for up to ``epochs`` epochs, selecting on validation.
+
+    ``section`` is the config section the stage depends on; a ``last.pt`` written with a different
+    one raises :class:`~mtpkdot.engine.checkpoint.ConfigMismatchError`. ``lr_factor(epoch)`` scales
+    the optimizer's configured rate for that epoch (None: left as it is). ``extra`` is a dict saved in
+    ``last.pt`` and updated in place on resume (e.g. similarity snapshots). ``write=False`` (a DDP rank
+    other than 0) writes no checkpoint. ``initial_eval=True`` validates the modules before any step
+    and logs it as the row of epoch 0 (a fresh start only; a point of the curve, never selected).
+    """
+
+    stage: str
+    stage_dir: Path
+    modules: Mapping[str, nn.Module]
+    optimizer: torch.optim.Optimizer
+    section: Any
+    epochs: int
+    selection: Selection
+    lr_factor: Callable[[int], float] | None = None
+    scaler: torch.amp.GradScaler | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    callbacks: Sequence[Callback] = ()
+    write: bool = True
+    initial_eval: bool = False
+    # set by fit: the rows of metrics.csv, the first epoch to train, whether last.pt was read
+    history: list[dict[str, Any]] = field(init=False, default_factory=list)
+    start: int = field(init=False, default=1)
+    resumed: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.stage_dir = Path(self.stage_dir)
+        # the configured rates, before a resumed optimizer state overwrites them with a scheduled one
+        self._base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+
+    def fit(
+        self, train_epoch: Callable[[int], dict[str, float]], validate: Callable[[], dict[str, float]]
+    ) -> FitResult:
+        """Train; on return the modules hold the weights of the selected epoch.
+
+        ``train_epoch(epoch)`` runs the gradient steps of one epoch and returns the columns to log
+        (``train_<term>``, ``sel_<teacher>``...); ``validate()`` returns ``{metric: value}``, logged as
+        ``val_<metric>``.
+        """
+        stopping = EarlyStopping(self.selection, self.epochs)
+        best_states = self._restore(stopping)
+        if not self.resumed and self.initial_eval:  # where training starts: logged as epoch 0
+            row0 = {"epoch": 0, "lr": self.optimizer.param_groups[0]["lr"]}
+            self.history.append(row0 | {f"val_{k}": float(v) for k, v in validate().items()})
+        epoch = self.start - 1
+        try:
+            for cb in self.callbacks:
+                cb.on_fit_start(self)
+            for epoch in range(self.start, self.epochs + 1):
+                self._set_lr(epoch)
+                row: dict[str, Any] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+                row.update(train_epoch(epoch))
+                row.update({f"val_{k}": float(v) for k, v in validate().items()})
+                self.history.append(row)
+                improved = stopping.update(self.history, epoch)
+                if improved:
+                    best_states = _module_states(self.modules)
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, row)
+                if self.write:
+                    self._save(epoch, stopping, best_states if improved else None)
+                for cb in self.callbacks:
+                    cb.on_checkpoint(self, row)
+                if stopping.stopped:
+                    break
+        finally:
+            for cb in self.callbacks:
+                cb.on_fit_end(self)
+        for name, module in self.modules.items():
+            module.load_state_dict(best_states[name])
+        best_score = stopping.sign * stopping.best_score
+        return FitResult(stopping.best_epoch, best_score, epochs_run=epoch, history=self.history)
+
+    def _restore(self, stopping: EarlyStopping) -> dict[str, dict[str, torch.Tensor]]:
+        """Resume from ``last.pt`` when there is one; the module states of the best epoch so far."""
+        last_path, best_path = self.stage_dir / layout.LAST, self.stage_dir / layout.BEST
+        if not last_path.is_file():
+            return _module_states(self.modules)
+        state = load_checkpoint(last_path, self.section)
+        for name, module in self.modules.items():
+            module.load_state_dict(state["modules"][name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.history = state["history"]
+        stopping.load_state_dict(state)
+        self.extra.update(state.get("extra", {}))
+        self.start = self.epochs + 1 if state.get("stopped") else state["epoch"] + 1
+        self.resumed = True
+        if best_path.is_file():
+            return load_checkpoint(best_path, self.section)["modules"]
+        return _module_states(self.modules)
+
+    def _set_lr(self, epoch: int) -> None:
+        if self.lr_factor is None:
+            return
+        factor = self.lr_factor(epoch)
+        for group, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
+            group["lr"] = base * factor
+
+    def _save(
+        self, epoch: int, stopping: EarlyStopping, best_states: dict[str, dict[str, torch.Tensor]] | None
+    ) -> None:
+        """``last.pt``, and ``best.pt`` when ``best_states`` (the epoch improved)."""
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
+        if best_states is not None:
+            best = {"modules": best_states, "epoch": epoch, "score": stopping.best_score}
+            save_checkpoint(self.stage_dir / layout.BEST, best, self.section)
+        state = {
+            "modules": _module_states(self.modules),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": get_rng_state(),
+            "history": self.history,
+            **stopping.state_dict(),
+            "epoch": epoch,
+            "stopped": stopping.stopped,
+            "extra": self.extra,
+        }
+        save_checkpoint(self.stage_dir / layout.LAST, state, self.section)
+
+
+def _module_states(modules: Mapping[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
+    return {name: copy.deepcopy(m.state_dict()) for name, m in modules.items()}
 
 
 def index_batches(
@@ -100,11 +293,9 @@ def run_epoch(
     batches: Iterable[Any],
     compute: Callable[[Any], tuple[dict[str, torch.Tensor], int]],
     optimizer: torch.optim.Optimizer,
-    params: list[nn.Parameter] | None = None,
     device: torch.device | None = None,
     amp: bool = False,
     scaler: torch.amp.GradScaler | None = None,
-    grad_clip: float | None = None,
 ) -> dict[str, float]:
     """One pass of gradient steps; ``compute(batch) -> (losses, n)`` with ``losses["total"]`` to minimise.
 
@@ -125,15 +316,10 @@ def run_epoch(
             raise FloatingPointError(f"non-finite training loss {total.item()} (terms: {_floats(losses)})")
         if scaler is not None:
             scaler.scale(total).backward()
-            if grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params or [], grad_clip)
             scaler.step(optimizer)
             scaler.update()
         else:
             total.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(params or [], grad_clip)
             optimizer.step()
         for key, value in losses.items():
             sums[key] = sums.get(key, 0.0) + float(value.detach()) * n
@@ -151,207 +337,6 @@ def run_epoch(
 
 def _floats(losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
     return {k: float(v.detach()) for k, v in losses.items()}
-
-
-def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
-    cols = list(dict.fromkeys(key for row in history for key in row))  # first-seen order
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=cols, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: _fmt(v) for k, v in row.items() if v is not None} for row in history)
-    atomic_write_text(path, buffer.getvalue())
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else str(value)
-    return str(value)
-
-
-def _tensorboard_tag(column: str) -> str:
-    """``train_total`` -> ``train/total`` (TensorBoard groups tags by their first part); ``lr`` stays."""
-    return column.replace("_", "/", 1)
-
-
-def _tensorboard_sink(
-    log_dir: Path | None, history: list[dict[str, Any]]
-) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
-    """``(log, close)``: ``log(row)`` writes a metrics.csv row as scalars at step ``row["epoch"]`` and
-    flushes (a run is watched live); both are no-ops when ``log_dir`` is None. The rows of ``history``
-    (a resumed stage) are written again first, and ``purge_step=1`` hides what an earlier, interrupted
-    writer left, so each epoch shows once. An exception that ends ``fit`` leaves the writer open, with
-    every finished epoch already on disk (its thread is a daemon, so exit does not wait on it)."""
-    if log_dir is None:
-        return (lambda row: None), (lambda: None)
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(log_dir), purge_step=1 if history else None)
-
-    def log(row: dict[str, Any]) -> None:
-        for key, value in row.items():
-            if key != "epoch" and isinstance(value, (int, float)):
-                writer.add_scalar(_tensorboard_tag(key), float(value), int(row["epoch"]))
-        writer.flush()
-
-    for row in history:
-        log(row)
-    return log, writer.close
-
-
-def _check_tensorboard() -> None:
-    from mtpkdot.config import TENSORBOARD_MISSING, tensorboard_available
-
-    if not tensorboard_available():
-        raise ValueError(TENSORBOARD_MISSING)
-
-
-def _module_states(modules: Mapping[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
-    return {name: copy.deepcopy(m.state_dict()) for name, m in modules.items()}
-
-
-def fit(
-    *,
-    stage: str,
-    stage_dir: Path,
-    modules: Mapping[str, nn.Module],
-    optimizer: torch.optim.Optimizer,
-    train_epoch: Callable[[int], dict[str, float]],
-    validate: Callable[[], dict[str, float]],
-    primary: str,
-    epochs: int,
-    section: Any,
-    patience: int | None = None,
-    higher_is_better: bool = True,
-    scaler: torch.amp.GradScaler | None = None,
-    extra: dict[str, Any] | None = None,
-    on_start: Callable[[], None] | None = None,
-    on_epoch_end: Callable[[int], None] | None = None,
-    write: bool = True,
-    progress: bool | None = None,
-    tensorboard: bool = False,
-    initial_eval: bool = False,
-    select_window: int = 1,
-    select_after: int = 1,
-) -> FitResult:
-    """Train ``modules`` for up to ``epochs`` epochs with early stopping on ``validate()[primary]``.
-
-    ``train_epoch(epoch)`` runs the gradient steps of one epoch and returns the columns to log
-    (``train_<term>``, ``sel_<teacher>``...); ``validate()`` returns ``{metric: value}`` logged as
-    ``val_<metric>``. ``extra`` is a dict saved in ``last.pt`` and restored on resume (e.g. similarity
-    snapshots). ``section`` is the config section this stage depends on; a ``last.pt`` written with a
-    different one raises :class:`~mtpkdot.engine.checkpoint.ConfigMismatchError`. On return the modules
-    hold the weights of the best validation epoch. ``write=False`` (non-zero DDP ranks) writes nothing.
-    ``tensorboard=True`` also writes each metrics.csv row as TensorBoard scalars under
-    ``<stage_dir>/tensorboard`` (tag = column with its first ``_`` as ``/``, step = epoch).
-    ``initial_eval=True`` validates the modules before any step and logs it as the row of epoch 0
-    (a fresh start only; it is a point of the curve, not a candidate for selection).
-    Selection (and patience) use the mean validation score of the last ``select_window`` trained epochs;
-    only epochs from ``max(select_after, select_window)`` on (the last one when there are fewer) are
-    candidates, so a window is always full; the weights kept are those of the window's last epoch.
-    1 and 1: the best single epoch.
-    """
-    from tqdm.auto import tqdm
-
-    if tensorboard:
-        _check_tensorboard()  # every rank, before any training
-
-    stage_dir = Path(stage_dir)
-    last_path, best_path = stage_dir / layout.LAST, stage_dir / layout.BEST
-    extra = extra if extra is not None else {}
-    history: list[dict[str, float]] = []
-    best_score, best_epoch, bad_epochs, start = -math.inf, 0, 0, 1
-    best_states = _module_states(modules)
-    sign = 1.0 if higher_is_better else -1.0
-
-    if last_path.is_file():
-        state = load_checkpoint(last_path, section)
-        for name, module in modules.items():
-            module.load_state_dict(state["modules"][name])
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        history = state["history"]
-        best_score, best_epoch, bad_epochs = state["best_score"], state["best_epoch"], state["bad_epochs"]
-        extra.update(state.get("extra", {}))
-        start = state["epoch"] + 1
-        if state.get("stopped"):
-            start = epochs + 1
-        best_states = load_checkpoint(best_path, section)["modules"] if best_path.is_file() else best_states
-    else:
-        if on_start is not None:
-            on_start()
-        if initial_eval:  # where training starts: logged as epoch 0, never selected
-            row0 = {"epoch": 0, "lr": optimizer.param_groups[0]["lr"]}
-            history.append(row0 | {f"val_{k}": float(v) for k, v in validate().items()})
-
-    show = progress_enabled() if progress is None else progress
-    bar = tqdm(
-        total=epochs, initial=start - 1, desc=stage, unit="ep", leave=False, disable=not (show and write)
-    )
-    epoch = start - 1
-    tb_dir = stage_dir / layout.TENSORBOARD if tensorboard and write and start <= epochs else None
-    log_scalars, close_scalars = _tensorboard_sink(tb_dir, history)
-    for epoch in range(start, epochs + 1):
-        row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        row.update(train_epoch(epoch))
-        metrics = validate()
-        row.update({f"val_{k}": float(v) for k, v in metrics.items()})
-        history.append(row)
-        score = _selection_score(history, f"val_{primary}", sign, select_window)
-        candidate = epoch >= min(max(select_after, select_window), epochs)  # a full window only
-        improved = candidate and (score > best_score or best_epoch == 0)
-        if improved:
-            best_score, best_epoch, bad_epochs = score, epoch, 0
-            best_states = _module_states(modules)
-        elif candidate:
-            bad_epochs += 1
-        stopped = patience is not None and bad_epochs >= patience
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
-        if write:
-            stage_dir.mkdir(parents=True, exist_ok=True)
-            if improved:
-                save_checkpoint(best_path, {"modules": best_states, "epoch": epoch, "score": score}, section)
-            save_checkpoint(
-                last_path,
-                {
-                    "modules": _module_states(modules),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "rng": get_rng_state(),
-                    "history": history,
-                    "best_score": best_score,
-                    "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs,
-                    "epoch": epoch,
-                    "stopped": stopped,
-                    "extra": extra,
-                },
-                section,
-            )
-            _write_metrics(stage_dir / layout.METRICS, history)
-            log_scalars(row)
-        bar.update(1)
-        bar.set_postfix({primary: f"{float(metrics[primary]):.4g}"})
-        if os.environ.get(INTERRUPT_ENV, "") == f"{stage}:{epoch}":
-            bar.close()
-            close_scalars()
-            raise StageInterrupted(f"stage {stage} interrupted after epoch {epoch} ({INTERRUPT_ENV})")
-        if stopped:
-            break
-    bar.close()
-    close_scalars()
-    for name, module in modules.items():
-        module.load_state_dict(best_states[name])
-    return FitResult(best_epoch=best_epoch, best_score=sign * best_score, epochs_run=epoch, history=history)
-
-
-def _selection_score(history: list[dict[str, Any]], column: str, sign: float, window: int) -> float:
-    """The mean of ``sign * column`` over the last ``window`` trained epochs (epoch >= 1) of ``history``;
-    -inf when one of them is not finite."""
-    scores = [sign * float(r[column]) for r in history if r["epoch"] >= 1][-window:]
-    return sum(scores) / len(scores) if all(math.isfinite(x) for x in scores) else -math.inf
 
 
 def predict(

@@ -2,10 +2,11 @@
 
 A stage's own code (``mtpkdot.pipeline.stages``) only builds a :class:`Trainable`: the modules, the
 step computation, the evaluation and its optional hooks. The runner does what every stage shares:
-skip when ``done``, seed (one stream for every student of a fold: :func:`draw_stream`), build, fit
-with hooks (resume from ``last.pt``, select the epoch on validation), evaluate the selected checkpoint ONCE on the fold's test subjects (``test.json``) and
-write ``done``. Under ``torchrun`` each step runs through DistributedDataParallel
-(:func:`data_parallel`); evaluation and checkpoints use the unwrapped modules.
+skip when ``done``, seed (one stream for every student of a fold: :func:`draw_stream`), build, train
+(a :class:`~mtpkdot.engine.loop.Trainer`: resume from ``last.pt``, select the epoch on validation),
+evaluate the selected checkpoint ONCE on the fold's test subjects (``test.json``) and write ``done``.
+Under ``torchrun`` each step runs through DistributedDataParallel (:func:`data_parallel`); evaluation
+and checkpoints use the unwrapped modules.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from mtpkdot import layout
-from mtpkdot.engine.loop import fit, index_batches, run_epoch
+from mtpkdot.engine.callbacks import Hooks, standard_callbacks
+from mtpkdot.engine.loop import FitResult, Selection, Trainer, index_batches, run_epoch
+from mtpkdot.engine.optim import build_optimizer
+from mtpkdot.engine.schedules import lr_factor
 from mtpkdot.engine.seed import derive_seed, make_generator, seed_everything
 from mtpkdot.pipeline.context import FoldContext
 
@@ -49,7 +53,8 @@ class Trainable:
     train_modules: Sequence[nn.Module] | None = None
     # wrapped by DistributedDataParallel under torchrun (default: ``modules``)
     ddp_modules: Mapping[str, nn.Module] | None = None
-    # hooks: before each training epoch; extra per-epoch columns; fit()'s own hooks; after fit (artefacts)
+    # hooks: before each training epoch; extra per-epoch columns; at a fresh start and after each
+    # epoch's training (before its checkpoint, so what they put in ``extra`` is saved); after fit
     epoch_start: Callable[[], None] | None = None
     epoch_stats: Callable[[], dict[str, float]] | None = None
     extra: dict[str, Any] | None = None
@@ -58,14 +63,6 @@ class Trainable:
     after_fit: Callable[[], None] | None = None
     # validate before the first step and log it as epoch 0 of metrics.csv (students, lower bound)
     initial_eval: bool = False
-
-
-def make_optimizer(params: list[nn.Parameter], tc: Any) -> torch.optim.Optimizer:
-    if tc.optimizer == "adam":
-        return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    if tc.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    return torch.optim.SGD(params, lr=tc.lr, momentum=0.9, weight_decay=tc.weight_decay)
 
 
 def grad_scaler(ctx: FoldContext) -> torch.amp.GradScaler | None:
@@ -164,10 +161,10 @@ def finish(
     ctx.dist.barrier()
 
 
-def fit_trainable(ctx: FoldContext, stage: str, t: Trainable) -> Any:
-    """Train ``t`` with its optimiser settings; :func:`fit` restores the epoch selected on validation."""
+def fit_trainable(ctx: FoldContext, stage: str, t: Trainable) -> FitResult:
+    """Train ``t`` with its optimiser settings; the trainer restores the epoch selected on validation."""
     tc = t.train_config
-    opt = make_optimizer(t.params, tc)
+    opt = build_optimizer(t.params, tc)
     scaler = grad_scaler(ctx)
     step = data_parallel(ctx, stage, t.ddp_modules or t.modules, t.compute)
     train_modules = list(t.train_modules) if t.train_modules is not None else list(t.modules.values())
@@ -178,43 +175,39 @@ def fit_trainable(ctx: FoldContext, stage: str, t: Trainable) -> Any:
             t.epoch_start()
         for m in train_modules:
             m.train()
-        res = run_epoch(
-            train_batches(batches_ctx, stage, epoch, tc.batch_size),
-            step,
-            opt,
-            t.params,
-            ctx.device,
-            ctx.amp,
-            scaler,
-        )
+        batches = train_batches(batches_ctx, stage, epoch, tc.batch_size)
+        res = run_epoch(batches, step, opt, device=ctx.device, amp=ctx.amp, scaler=scaler)
         row = {f"train_{k}": v for k, v in res.items()}
         if t.epoch_stats is not None:
             row.update(t.epoch_stats())
         return row
 
-    return fit(
+    selection = Selection(
+        t.primary,
+        t.higher_is_better,
+        patience=tc.patience,
+        # model selection on noisy validation curves (students; docs/pipeline.md, "Model selection")
+        window=getattr(tc, "select_window", 1),
+        after=getattr(tc, "select_after", 1),
+    )
+    callbacks = [Hooks(t.on_start, t.on_epoch_end)]
+    callbacks += standard_callbacks(t.primary, write=ctx.write, tensorboard=ctx.cfg.tensorboard)
+    trainer = Trainer(
         stage=stage,
         stage_dir=ctx.stage_dir(stage),
         modules=t.modules,
         optimizer=opt,
-        train_epoch=train_epoch,
-        validate=lambda: t.evaluate(ctx.split["val"]),
-        primary=t.primary,
-        higher_is_better=t.higher_is_better,
-        epochs=tc.epochs,
-        patience=tc.patience,
         section=ctx.section(stage),
+        epochs=tc.epochs,
+        selection=selection,
+        lr_factor=lambda epoch: lr_factor(tc, epoch),
         scaler=scaler,
-        extra=t.extra,
-        on_start=t.on_start,
-        on_epoch_end=t.on_epoch_end,
+        extra=t.extra if t.extra is not None else {},
+        callbacks=callbacks,
         write=ctx.write,
-        tensorboard=ctx.cfg.tensorboard,
         initial_eval=t.initial_eval,
-        # model selection on noisy validation curves (students; docs/pipeline.md, "Model selection")
-        select_window=getattr(tc, "select_window", 1),
-        select_after=getattr(tc, "select_after", 1),
     )
+    return trainer.fit(train_epoch, lambda: t.evaluate(ctx.split["val"]))
 
 
 def run_trained_stage(ctx: FoldContext, stage: str, build: Callable[[], Trainable]) -> None:
