@@ -1,7 +1,12 @@
 """Seeding: one call makes a run reproducible on the CPU (same seed -> identical metrics).
 
-Every stage derives its own seed from (run seed, stage name) so that re-running one stage (resume, or
-a new method added to an existing run) does not depend on how many random numbers earlier stages drew.
+:func:`derive_seed` hashes the run seed and names into a seed of their own, so that what one stage
+draws (re-run on resume, or a method added to an existing run) does not depend on how many random
+numbers earlier stages drew. The pipeline seeds a trained stage from (run seed, fold, stream) and its
+batch order from (run seed, fold, stream, epoch); the stream is the stage's name, except that the
+students of one fold and their lower bound share one stream on purpose: they start from the same
+weights and see the same batches (``mtpkdot.pipeline.runner.draw_stream``). Exact resume restores every
+global RNG state saved in ``last.pt`` (:func:`get_rng_state`).
 """
 
 from __future__ import annotations
