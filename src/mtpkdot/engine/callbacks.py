@@ -16,13 +16,10 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mtpkdot import layout
 from mtpkdot.atomic import atomic_write_text
-
-if TYPE_CHECKING:
-    from mtpkdot.engine.loop import Trainer
 
 INTERRUPT_ENV = "MTPKDOT_INTERRUPT"
 """``<stage>:<epoch>``: raise :class:`StageInterrupted` after that epoch's checkpoint (tests of resume)."""
@@ -30,6 +27,18 @@ INTERRUPT_ENV = "MTPKDOT_INTERRUPT"
 
 class StageInterrupted(RuntimeError):
     """Raised on purpose (``MTPKDOT_INTERRUPT``) after a checkpoint, to test that resume is exact."""
+
+
+class Trainer(Protocol):
+    """What a callback reads of the :class:`~mtpkdot.engine.loop.Trainer` it is called by (the trainer
+    imports the callbacks, so they name it by its attributes)."""
+
+    stage: str
+    stage_dir: Path
+    epochs: int
+    history: list[dict[str, Any]]
+    start: int
+    resumed: bool
 
 
 class Callback:
