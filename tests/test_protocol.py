@@ -77,13 +77,13 @@ def runs(tmp_path_factory):
     rec = Recorder()
     mp = pytest.MonkeyPatch()
 
-    orig_fit, orig_batches, orig_finish = runner.fit, runner.train_batches, runner.finish
+    orig_fit, orig_batches, orig_finish = runner.fit_trainable, runner.train_batches, runner.finish
     orig_score, orig_mean, orig_norm = common.score, common.mean_terms, Normalizer.fit.__func__
 
-    def fit(**kw):
-        rec.stage, rec.phase = kw["stage"], "val"
+    def fit_trainable(ctx, stage, t):
+        rec.stage, rec.phase = stage, "val"
         try:
-            return orig_fit(**kw)
+            return orig_fit(ctx, stage, t)
         finally:
             rec.stage = None
 
@@ -114,7 +114,7 @@ def runs(tmp_path_factory):
         rec.norm_fits.append(frozenset(int(i) for i in np.asarray(indices)))
         return orig_norm(cls, array, indices, kind, nd, **kwargs)
 
-    mp.setattr(runner, "fit", fit)
+    mp.setattr(runner, "fit_trainable", fit_trainable)
     mp.setattr(runner, "train_batches", train_batches)
     mp.setattr(runner, "finish", finish)
     _patch_stages(mp, "score", score)
