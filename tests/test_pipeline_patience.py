@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.test_pipeline_run import _cli, _set_args, tiny_overrides
 
+from helpers import invoke, set_args, tiny_overrides
 from mtpkdot.config import TrainConfig
 from mtpkdot.engine import StageInterrupted, load_checkpoint, lr_factor
 from mtpkdot.engine.loop import INTERRUPT_ENV
@@ -34,7 +34,7 @@ def overrides(base: Path) -> list[str]:
 
 
 def demo(run: Path, sets: list[str]):
-    return _cli(["demo", "--out", str(run), "--device", "cpu", "--folds", "1"] + _set_args(sets))
+    return invoke(["demo", "--out", str(run), "--device", "cpu", "--folds", "1"] + set_args(sets))
 
 
 def trained_epochs(stage_dir: Path) -> int:
