@@ -46,3 +46,14 @@ def test_import_mtpkdot_is_light():
     code = "import sys, mtpkdot; print(sorted(m for m in ('torch', 'pandas', 'typer') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_build_loss_gives_the_registered_loss_with_its_options():
+    import torch
+
+    from mtpkdot.distill.losses import mse_loss
+
+    student, teacher = torch.randn(6, 4), torch.randn(6, 4)
+    assert torch.equal(mtpkdot.build_loss("mse")(student, teacher), mse_loss(student, teacher))
+    ot = mtpkdot.build_loss("relational_ot", k=3, centroid="similarity")
+    assert ot.k == 3 and set(ot(student, teacher)) == {"ot", "centroid"}

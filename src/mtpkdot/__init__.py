@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_method", "export", "load_config", "predict", "run", "write_report"]
+__all__ = ["__version__", "build_loss", "build_method", "export", "load_config", "predict", "run", "write_report"]
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
@@ -127,3 +127,13 @@ def build_method(
 
     plugins.load()
     return _build(name, student, teacher_pool, task, cfg)
+
+
+def build_loss(name: str, **options: Any) -> Any:
+    """The registered loss ``name`` (``mtpkdot list`` shows them) with its options, called as
+    ``loss(student, teacher)``: e.g. ``build_loss("relational_ot", k=30)(student_feats, teacher_feats)``."""
+    from mtpkdot import plugins
+    from mtpkdot.distill import build_loss as _build
+
+    plugins.load()
+    return _build(name, **options)

@@ -210,7 +210,7 @@ class RelationalOTLoss(nn.Module):
     ``centroid`` is ``"similarity"`` or ``"features"``, ``"centroid"`` (see
     :func:`mtpkdot.distill.centroid_loss`; ``"features"`` needs equal dims).
 
-    Steps (section III-B/C, DESIGN 7-8): cosine similarity matrices of both sides; each shifted by its
+    Steps (paper section III-B/C, Eqs. 2-7): cosine similarity matrices of both sides; each shifted by its
     own minimum; per row the ``k`` least-similar teacher columns in ascending order; the same columns of
     the student; the debiased Sinkhorn divergence (:class:`SinkhornLoss`) between the two clouds of
     ``b`` points in R^k. The teacher side is computed without a graph and every step stays on the device.
