@@ -31,7 +31,16 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_loss", "build_method", "export", "load_config", "predict", "run", "write_report"]
+__all__ = [
+    "__version__",
+    "build_loss",
+    "build_method",
+    "export",
+    "load_config",
+    "predict",
+    "run",
+    "write_report",
+]
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
