@@ -1,10 +1,10 @@
 """A registered entry works through the whole pipeline with nothing but its own declarations.
 
-A toy backbone and a toy method are registered here, and nowhere else in the library or the tests is
-their name known: a tiny demo run trains the toy backbone on the EDA signal (its input rank and input
+A toy dataset reader, a toy backbone and a toy method are registered here, and nowhere else in the
+library or the tests is their name known: a tiny demo run reads its data through the toy reader (its
+tasks come from its declaration), trains the toy backbone on the EDA signal (its input rank and input
 arguments come from its declaration), distils a student with the toy method (what it logs per step
 reaches metrics.csv), and the report shows the method with its declared label in its declared place.
-A toy dataset reader joins them once readers declare their tasks and fixed camera on the reader itself.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import torch
 from torch import nn
 
 from helpers import invoke, set_args, tiny_overrides
+from mtpkdot.data.reader import Reader
 from mtpkdot.distill.method import Method
 from mtpkdot.engine.checkpoint import load_checkpoint
 from mtpkdot.models import register_backbone
-from mtpkdot.registry import BACKBONES, METHODS
+from mtpkdot.registry import BACKBONES, DATASETS, METHODS
+from mtpkdot.tasks import Task
 
 
 class MeanPool(nn.Module):
@@ -54,13 +56,28 @@ class ToyMethod(Method):
         return {"toy_steps": self._steps}
 
 
+class ToyReader(Reader):
+    """The synthetic Biovid-like data under its own name and sample ids."""
+
+    name = "toy_reader"
+    tasks = ("bl1_pa4",)
+
+    @staticmethod
+    def read(data_cfg):  # type: ignore[no-untyped-def]
+        df = DATASETS.get("synthetic_biovid").read(data_cfg)
+        df["sample_id"] = "toy-" + df["sample_id"].astype(str)
+        return df
+
+
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     register_backbone("toy_signal", input_ndim=2, shape_args={"in_channels": 0})(toy_signal)
     METHODS.register("toy")(ToyMethod)
+    DATASETS.register()(ToyReader)
     try:
         base = tmp_path_factory.mktemp("contract")
         sets = tiny_overrides(base / "data", base / "store") + [
+            "data.dataset=toy_reader",
             "data.modalities.eda.backbone=toy_signal",
             "student.methods=[none, toy, pkdot]",
         ]
@@ -71,9 +88,14 @@ def toy_run(tmp_path_factory):
     finally:
         BACKBONES._items.pop("toy_signal", None)
         METHODS._items.pop("toy", None)
+        DATASETS._items.pop("toy_reader", None)
 
 
-def test_a_registered_backbone_and_method_run_through_the_pipeline(toy_run):
+def test_a_registered_reader_backbone_and_method_run_through_the_pipeline(toy_run):
+    split = pd.read_csv(toy_run / "seed0" / "fold1" / "split.csv", dtype=str)
+    assert split["sample_id"].str.startswith("toy-").all()  # the samples the toy reader named
+    with pytest.raises(ValueError, match="'five_class' does not exist for dataset 'toy_reader'"):
+        Task.for_dataset("toy_reader", "five_class")  # the reader declares bl1_pa4 only
     summary = pd.read_csv(toy_run / "summary.csv")
     fold1 = summary[(summary["seed"] == 0) & (summary["fold"] == 1)]
     assert fold1["method"].tolist() == ["lower_bound", "none", "pkdot", "toy", "teacher"]
