@@ -37,7 +37,9 @@ def build(batch: int, device: torch.device):  # noqa: ANN201
     heads = {m: LinearHead(512, 2) for m in order}
     pool = TeacherPool(teacher, adapters, heads, order)
     student = Student(build_fusion("mmt", [512, 512], 2), {"emg": TNet(512, 512)}, order, ["video"])
-    method = build_method("mtpkdot", student, pool, task, DistillConfig(k=min(30, batch - 1))).to(device)
+    method = build_method(
+        "mtpkdot", student, pool, task, DistillConfig(mtpkdot={"k": min(30, batch - 1)})
+    ).to(device)
     opt = torch.optim.Adam(list(method.trainable_parameters()), lr=1e-4)
     return method, opt, video, video_student, emg
 

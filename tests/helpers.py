@@ -37,14 +37,15 @@ def tiny_overrides(data_root, store) -> list[str]:
         "protocol.val_subjects=0.3",
         "adapters.hidden=8",
         "tnet.hidden=[8]",
-        "distill.k=3",
+        "distill.pkdot.k=3",
+        "distill.mtpkdot.k=3",
         "student.batch_size=8",
         "teacher.batch_size=8",
         "num_threads=1",
     ]
     for sec in (
-        "data.modalities.video.train",
-        "data.modalities.eda.train",
+        "backbones.video",
+        "backbones.eda",
         "teacher",
         "adapters",
         "tnet",
@@ -94,13 +95,13 @@ def run_student_outputs(run: Path, fold: int, method: str, model, idx: np.ndarra
 # ---------------------------------------------------------------------------- shipped configs, shrunk
 def shrink(cfg_name: str) -> list[str]:
     cfg = load_config(CONFIGS / f"{cfg_name}.yaml")
-    sets = ["num_threads=1", "seeds=[0]", "student.methods=[none, mtpkdot]", "distill.k=3"]
+    sets = ["num_threads=1", "seeds=[0]", "student.methods=[none, mtpkdot]", "distill.mtpkdot.k=3"]
     for sec in ["teacher", "adapters", "tnet", "student"]:
         sets += [f"{sec}.epochs=1", f"{sec}.batch_size=8"]
     sets += ["adapters.hidden=8", "tnet.hidden=[8]"]
     for name, m in cfg.data.modalities.items():
         p = f"data.modalities.{name}"
-        sets += [f"{p}.feature_dim=16", f"{p}.train.epochs=1", f"{p}.train.batch_size=8"]
+        sets += [f"{p}.feature_dim=16", f"backbones.{name}.epochs=1", f"backbones.{name}.batch_size=8"]
         if m.kind == "video":
             sets += [
                 f"{p}.backbone=tiny3d",

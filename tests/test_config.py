@@ -6,8 +6,16 @@ import pytest
 import yaml
 
 from mtpkdot.config import Config, ConfigError, apply_overrides, dump_config, load_config
+from mtpkdot.registry import load_all
+
+
+@pytest.fixture(autouse=True)
+def _registered() -> None:
+    load_all()  # the method sections of distill are validated against the registered methods
+
 
 MINIMAL = {
+    "version": 2,
     "name": "t",
     "data": {
         "dataset": "synthetic_biovid",
@@ -28,9 +36,10 @@ def write(tmp_path: Path, data: dict) -> Path:
 def test_defaults_follow_the_paper(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, MINIMAL))
     assert (cfg.distill.alpha, cfg.distill.beta, cfg.distill.gamma) == (0.8, 0.2, 0.2)
-    assert cfg.distill.k == 30 and cfg.distill.blur == 0.1 and cfg.distill.scaling == 0.5
+    own = cfg.distill.options("mtpkdot")
+    assert own.k == 30 and own.blur == 0.1 and own.scaling == 0.5
     assert cfg.student.batch_size == 128 and cfg.student.lr == 1e-4
-    assert cfg.distill.centroid == "similarity"
+    assert own.centroid == "similarity"
 
 
 def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
@@ -41,10 +50,15 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
 def test_dotted_overrides_are_parsed_as_yaml(tmp_path: Path) -> None:
     cfg = load_config(
         write(tmp_path, MINIMAL),
-        ["student.lr=5e-4", "distill.centroid=features", "seeds=[0, 1]", "student.finetune_backbone=true"],
+        [
+            "student.lr=5e-4",
+            "distill.mtpkdot.centroid=features",
+            "seeds=[0, 1]",
+            "student.finetune_backbone=true",
+        ],
     )
     assert cfg.student.lr == 5e-4
-    assert cfg.distill.centroid == "features"
+    assert cfg.distill.options("mtpkdot").centroid == "features"
     assert cfg.seeds == [0, 1]
     assert cfg.student.finetune_backbone is True
 
@@ -84,7 +98,7 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 
 
 def test_resolved_config_round_trips(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path, MINIMAL), ["distill.k=10"])
+    cfg = load_config(write(tmp_path, MINIMAL), ["distill.mtpkdot.k=10"])
     out = tmp_path / "run" / "config.yaml"
     dump_config(cfg, out)
     again = Config.model_validate(yaml.safe_load(out.read_text()))

@@ -57,14 +57,11 @@ def test_paper_hyper_parameters():
     a = load_config(CONFIGS / "biovid_a.yaml")
     b = load_config(CONFIGS / "biovid_b.yaml")
     for cfg in (a, b):
-        assert (
-            cfg.data.modalities["video"].train.lr == 1e-3
-            and cfg.data.modalities["video"].train.batch_size == 64
-        )
+        assert cfg.backbones["video"].lr == 1e-3 and cfg.backbones["video"].batch_size == 64
         assert cfg.teacher.lr == 1e-4 and cfg.teacher.batch_size == 64
         assert cfg.adapters.lr == 1e-3
         assert cfg.student.lr == 1e-4 and cfg.student.batch_size == 128
-        assert cfg.distill.k == 30
+        assert cfg.distill.options("pkdot").k == cfg.distill.options("mtpkdot").k == 30
         assert cfg.protocol.scheme == "kfold" and cfg.protocol.folds == 5
     assert a.teacher.fusion == "concat" and a.data.modalities["eda"].backbone == "cnn1d"
     assert b.teacher.fusion == "mmt" and b.data.modalities["emg"].backbone == "resnet18_spec"
@@ -73,9 +70,7 @@ def test_paper_hyper_parameters():
     assert p.data.prevalent == ["emg"] and p.data.privileged == ["video"]
     w = load_config(CONFIGS / "affwild2.yaml")
     assert w.teacher.fusion == "jca" and w.teacher.lr == 1e-3 and w.student.batch_size == 128
-    assert (
-        w.data.modalities["video"].train.batch_size == 8 and w.data.modalities["audio"].train.batch_size == 8
-    )
+    assert w.backbones["video"].batch_size == 8 and w.backbones["audio"].batch_size == 8
     assert (w.data.modalities["audio"].freq_bins, w.data.modalities["audio"].time_bins) == (64, 107)
     assert w.protocol.scheme == "official" and w.data.task == "va"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mtpkdot.config import DistillConfig
+from mtpkdot.config import DistillConfig, migrate_v1
 from mtpkdot.distill import Method, TeacherPool, build_method
 from mtpkdot.registry import METHODS
 from mtpkdot.tasks import Task
@@ -68,11 +68,16 @@ def make_batch(task: Task, seed: int = 0) -> dict:
     return {"student": {"video": video}, "teacher": {"video": video, "eda": eda}, "y": y, "mask": None}
 
 
+def distill_config(**flat) -> DistillConfig:
+    """Settings named by their flat version-1 keys (``k=5``), each moved to the methods that use it."""
+    return DistillConfig.model_validate(migrate_v1({"distill": flat})["distill"])
+
+
 def setup(name: str, task: Task | None = None, **cfg):
     torch.manual_seed(0)
     task = task or Task("classification", 3)
     method = build_method(
-        name, StandInStudent(task.num_outputs), make_pool(task.num_outputs), task, DistillConfig(**cfg)
+        name, StandInStudent(task.num_outputs), make_pool(task.num_outputs), task, distill_config(**cfg)
     )
     return method, task
 
@@ -262,7 +267,7 @@ def test_with_mtpkdot_models_student_and_privileged_input_is_refused():
         "mask": None,
     }
     for name in METHOD_TERMS:
-        method = build_method(name, student, pool, task, DistillConfig(k=5))
+        method = build_method(name, student, pool, task, distill_config(k=5))
         method.train()
         _, losses = method.forward_train(batch)
         losses["total"].backward()

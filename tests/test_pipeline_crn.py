@@ -106,7 +106,7 @@ def test_several_prevalent_modalities_train_a_fusion_without_tnet_branches(tmp_p
     ecg = "{kind: signal, column: ecg, window: [0.0, 2.0], sample_rate: 512, backbone: cnn1d, feature_dim: 8}"
     sets = tiny_overrides(tmp_path / "data", tmp_path / "store") + [
         f"data.modalities.ecg={ecg}",
-        "data.modalities.ecg.train.epochs=2",
+        "backbones.ecg.epochs=2",
         "data.prevalent=[video, ecg]",
         "student.methods=[none]",
         "protocol.folds=2",

@@ -50,14 +50,17 @@ STUDENTS = {"student_none", "student_mtpkdot"}
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        # every backbone's section holds the hash of the whole data section (its "base"), so a data
+        # a modality's training is in its own backbone's section only: the other backbone stays valid
+        (["backbones.eda.lr=0.5"], EVERY - {"backbone_video"}),
+        # every backbone's section holds the hash of the data section (its "base"), so a data
         # setting reaches every stage; the modality section itself sits in its backbone only
-        (["data.modalities.eda.train.lr=0.5"], EVERY),
+        (["data.modalities.eda.window=[0.0, 1.0]"], EVERY),
         (["teacher.lr=0.5"], {"teacher", "adapters", *STUDENTS}),
         (["tnet.cosine_weight=0.5"], {"tnet", *STUDENTS}),
         (["adapters.lr=0.5"], {"adapters", *STUDENTS}),
         (["student.lr=0.5"], STUDENTS),
-        (["distill.k=7"], STUDENTS),
+        (["distill.mtpkdot.k=7"], {"student_mtpkdot"}),
+        (["distill.alpha=0.5"], STUDENTS),
         (["student.finetune_backbone=true"], STUDENTS),
         (["protocol.val_subjects=0.4"], EVERY),
     ],

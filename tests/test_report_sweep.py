@@ -22,6 +22,7 @@ from mtpkdot.sweep_plan import SweepError
 @pytest.fixture
 def base_config(tmp_path):
     cfg = {
+        "version": 2,
         "name": "tiny",
         "seeds": [0, 1],
         "data": {
@@ -42,15 +43,15 @@ def test_parse_grid_maps_keys_and_types_values():
             "anchors=10",
             "centroid=none,similarity",
             "student.lr=1e-4,0.5",
-            "distill.debias=true",
+            "distill.mtpkdot.debias=true",
         ]
     )
     assert [(a.name, a.key) for a in axes] == [
         ("batch_size", "student.batch_size"),
-        ("anchors", "distill.k"),
-        ("centroid", "distill.centroid"),
+        ("anchors", "distill.mtpkdot.k"),
+        ("centroid", "distill.mtpkdot.centroid"),
         ("student.lr", "student.lr"),
-        ("distill.debias", "distill.debias"),
+        ("distill.mtpkdot.debias", "distill.mtpkdot.debias"),
     ]
     assert axes[0].values == [32, 64] and all(type(v) is int for v in axes[0].values)
     assert axes[2].values == ["none", "similarity"]
@@ -65,7 +66,7 @@ def test_parse_grid_maps_keys_and_types_values():
         (["=1,2"], "empty key"),
         (["anchors=10,,20"], "empty value"),
         (["anchors=10,10"], "repeats"),
-        (["anchors=10", "distill.k=20"], "twice"),
+        (["anchors=10", "distill.mtpkdot.k=20"], "twice"),
         ([], "at least one"),
     ],
 )
@@ -92,7 +93,8 @@ def test_plan_applies_values_skips_invalid_points_and_restricts_methods(base_con
     by_name = {p.name: (p, cfg) for p, cfg in plan}
     p, cfg = by_name["batch_size-32_anchors-20_centroid-features"]
     assert p.status == "planned"
-    assert (cfg.student.batch_size, cfg.distill.k, cfg.distill.centroid) == (32, 20, "features")
+    own = cfg.distill.options("mtpkdot")
+    assert (cfg.student.batch_size, own.k, own.centroid) == (32, 20, "features")
     assert cfg.student.epochs == 2  # --set applies to every point
     assert cfg.student.methods == ["none", "mtpkdot"]
     assert cfg.data.store == (tmp_path / "sw" / "store").resolve()  # prepared once, shared by the points
@@ -116,7 +118,8 @@ def fake_runner(calls):
 
     def run(cfg, out):
         calls.append(out.name)
-        b, k, c = cfg.student.batch_size, cfg.distill.k, cfg.distill.centroid
+        own = cfg.distill.options("mtpkdot")
+        b, k, c = cfg.student.batch_size, own.k, own.centroid
         if b == 64 and k == 10 and c == "none":
             raise RuntimeError("boom")
         gain = 1.0 + b / 32 + k / 10 + (0.5 if c != "none" else 0.0)

@@ -46,8 +46,10 @@ __all__ = [
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     """Read and validate an experiment config: a YAML file or a shipped config's name
     (``mtpkdot config`` lists them), with dotted ``overrides`` such as ``"student.lr=1e-4"``."""
+    from mtpkdot import plugins
     from mtpkdot.config import load_config as _load
 
+    plugins.load()  # the method sections of distill are validated against the registered methods
     return _load(path, list(overrides))
 
 

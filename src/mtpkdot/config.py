@@ -1,6 +1,10 @@
 """Typed configuration: pydantic models (extra keys forbidden), YAML loading, dotted overrides.
 
-A config file is YAML. ``load_config(path, overrides=["student.lr=1e-4"])`` reads it, applies the
+A config file is YAML, ``version: 2``: each modality's stage-1 training under ``backbones.<modality>``,
+each distillation method's own options under ``distill.<method>`` (validated against the options model
+the method declares, ``Method.options_model``). A file without ``version`` is the older form (training
+under ``data.modalities.<m>.train``, one flat ``distill``): it is read with a one-line deprecation
+message and migrated in memory (:func:`migrate`); ``mtpkdot config upgrade`` writes the new form. ``load_config(path, overrides=["student.lr=1e-4"])`` reads it, applies the
 overrides (each value parsed as YAML, so ``1e-4``, ``true``, ``[1, 2]`` work) and validates. A typo or a
 wrong type raises :class:`ConfigError` naming the key and the file. ``dump_config`` writes the resolved
 config next to results. The configs of the repository's ``configs/`` ship in the package
@@ -9,14 +13,31 @@ config next to results. The configs of the repository's ``configs/`` ship in the
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import logging
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from mtpkdot.atomic import atomic_write_text
+from mtpkdot.registry import METHODS
+
+log = logging.getLogger(__name__)
+
+CONFIG_VERSION = 2
 
 
 class ConfigError(ValueError):
@@ -98,7 +119,6 @@ class ModalityConfig(Strict):
     backbone_kwargs: dict[str, Any] = Field(default_factory=dict)
     feature_dim: int = Field(512, ge=1)
     weights: Path | None = Field(None, description="optional pretrained weights file (never downloaded)")
-    train: TrainConfig = Field(default_factory=TrainConfig)
 
 
 class SynthConfig(Strict):
@@ -216,6 +236,13 @@ class TNetConfig(TrainConfig):
 
 class StudentConfig(TrainConfig):
     methods: list[str] = Field(default_factory=lambda: ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot"])
+    # left out of the dump while unset, so the stage sections of runs from before these keys stay the same
+    fusion: str | None = Field(
+        None, exclude_if=lambda v: v is None, description="the student's fusion (default: the teacher's)"
+    )
+    fusion_kwargs: dict[str, Any] = Field(
+        default_factory=dict, exclude_if=lambda v: not v, description="with student.fusion: its arguments"
+    )
     finetune_backbone: bool = False
     batch_size: int = 128
     lr: float = 1e-4
@@ -226,30 +253,145 @@ class StudentConfig(TrainConfig):
     )
     select_after: int = Field(1, ge=1, description="first epoch that may be selected")
 
+    @model_validator(mode="after")
+    def _check_fusion(self) -> StudentConfig:
+        if self.fusion_kwargs and self.fusion is None:
+            raise ValueError(
+                "student.fusion_kwargs needs student.fusion (unset, the teacher's fusion is used)"
+            )
+        return self
 
-class DistillConfig(Strict):
-    """Loss weights and relational KD settings (Eq. 10 and section III of the paper)."""
+
+class MethodOptions(Strict):
+    """A distillation method's own options (``distill.<method>``); a method without any keeps this one."""
+
+
+V1_DISTILL_KEYS: dict[str, tuple[str, ...]] = {
+    "k": ("pkdot", "mtpkdot"),
+    "blur": ("pkdot", "mtpkdot"),
+    "p": ("pkdot", "mtpkdot"),
+    "debias": ("pkdot", "mtpkdot"),
+    "scaling": ("pkdot", "mtpkdot"),
+    "centroid": ("mtpkdot",),
+    "selection": ("mtpkdot",),
+    "temperature": ("kl",),
+}
+"""The flat ``distill`` keys of config version 1 -> the methods whose section holds each one now."""
+
+
+class DistillConfig(BaseModel):
+    """Eq. 10's loss weights, shared by every method, and one section per method with its own options
+    (``distill.mtpkdot.k``, ``distill.kl.temperature``), validated against ``Method.options_model``.
+
+    A section is validated when the config is, if the method is registered by then (the CLI and
+    :func:`mtpkdot.plugins.load` fill the registry first); otherwise when the method is built
+    (:meth:`options`).
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     alpha: float = Field(0.8, ge=0)
     beta: float = Field(0.2, ge=0)
     gamma: float = Field(0.2, ge=0)
-    k: int = Field(30, ge=1, description="anchors per row")
-    blur: float = Field(0.1, gt=0)
-    p: int = Field(2, ge=1, le=2)
-    debias: bool = True
-    scaling: float = Field(0.5, gt=0, lt=1)
-    centroid: Literal["similarity", "features", "none"] = "similarity"
-    selection: Literal["per_batch", "per_sample"] = "per_batch"
-    temperature: float = Field(4.0, gt=0, description="KL baseline softening temperature")
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> DistillConfig:
+        extra = self.__pydantic_extra__ or {}
+        for name, raw in extra.items():
+            extra[name] = _method_section(name, raw)
+        return self
+
+    def compact(self) -> dict[str, Any]:
+        """The dump with each method section reduced to what differs from the method's defaults (empty
+        ones left out): equal for equal settings, whichever sections a file spells out."""
+        data = self.model_dump(mode="json")
+        for name, value in (self.__pydantic_extra__ or {}).items():
+            value = self.options(name) if name in METHODS else value
+            own = (
+                value.model_dump(mode="json", exclude_defaults=True)
+                if isinstance(value, BaseModel)
+                else value
+            )
+            if own:
+                data[name] = own
+            else:
+                data.pop(name, None)
+        return data
+
+    def options(self, method: str, model: type[BaseModel] | None = None) -> Any:
+        """``distill.<method>`` validated against ``model`` (default: the registered method's
+        ``options_model``); the model's defaults when the section is absent."""
+        model = model or METHODS.get(method).options_model
+        raw = (self.__pydantic_extra__ or {}).get(method, {})
+        if isinstance(raw, model):
+            return raw
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(_format_errors(exc, "section", prefix=f"distill.{method}")) from None
+
+    def check_sections(self) -> None:
+        """Validate every method section against the registry (filled by now): a section read while
+        it was empty was kept as written."""
+        try:
+            DistillConfig.model_validate(self.model_dump(mode="json"))
+        except ValidationError as exc:
+            raise ConfigError(_format_errors(exc, "section", prefix="distill")) from None
+
+    def v1_dump(self, method: str) -> dict[str, Any]:
+        """The flat version-1 ``distill`` section of the student of ``method``: its own options where it
+        has them, else the section version 2 moved each key to (student stages of old run folders)."""
+        out = {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma}
+        for key, methods in V1_DISTILL_KEYS.items():
+            source = method if method in methods else methods[-1]
+            out[key] = getattr(self.options(source), key)
+        return out
+
+    def v1_expressible(self) -> bool:
+        """Whether version 1's flat section can say this: every moved key has one value."""
+        values = [{getattr(self.options(m), k) for m in ms} for k, ms in V1_DISTILL_KEYS.items()]
+        return all(len(v) == 1 for v in values)
+
+
+def _method_section(name: str, raw: Any) -> Any:
+    if name in V1_DISTILL_KEYS:
+        new = " / ".join(f"distill.{m}.{name}" for m in V1_DISTILL_KEYS[name])
+        raise PydanticCustomError(
+            "moved_key", "moved to {new} in config version 2", {"new": new, "section": name}
+        )
+    if name not in METHODS:
+        if not len(METHODS):  # nothing registered yet: checked when the method is built
+            return raw
+        known = ", ".join(METHODS.names())
+        raise PydanticCustomError(
+            "unknown_section",
+            "unknown key (typo?); a section is a method: {known}",
+            {"section": name, "known": known},
+        )
+    model = METHODS.get(name).options_model
+    if isinstance(raw, model):
+        return raw
+    try:
+        return model.model_validate({} if raw is None else raw)
+    except ValidationError as exc:
+        raise PydanticCustomError(
+            "method_section", "invalid method section", {"section": name, "errors": exc.errors()}
+        ) from None
 
 
 class Config(Strict):
+    version: Literal[2] = Field(CONFIG_VERSION, description="config format (a file without it: version 1)")
     name: str = "experiment"
     seeds: list[int] = Field(default_factory=lambda: [0])
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(False, description="mixed precision on CUDA")
     num_threads: int | None = Field(None, ge=1)
     data: DataConfig
+    backbones: dict[str, TrainConfig] = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="stage-1 training of each modality's backbone (a modality not listed: the defaults)",
+    )
     protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
@@ -260,6 +402,103 @@ class Config(Strict):
     tensorboard: bool = Field(
         False, description="every trained stage also writes its metrics.csv columns as TensorBoard scalars"
     )
+
+    @field_validator("backbones")
+    @classmethod
+    def _fill_backbones(cls, value: dict[str, TrainConfig], info: ValidationInfo) -> dict[str, TrainConfig]:
+        data = info.data.get("data")
+        if data is None:  # data itself did not validate: its errors are reported
+            return value
+        unknown = sorted(set(value) - set(data.modalities))
+        if unknown:
+            raise ValueError(f"backbones {unknown} are not in data.modalities ({sorted(data.modalities)})")
+        return {m: value.get(m, TrainConfig()) for m in data.modalities}
+
+    def student_fusion(self) -> tuple[str, dict[str, Any]]:
+        """The fusion (name, arguments) the student and the lower bound build: the teacher's by default."""
+        if self.student.fusion is None:
+            return self.teacher.fusion, dict(self.teacher.fusion_kwargs)
+        return self.student.fusion, dict(self.student.fusion_kwargs)
+
+    def v1_expressible(self) -> bool:
+        """Whether config version 1 could say this (old run folders are recognised only then)."""
+        return self.student.fusion is None and self.distill.v1_expressible()
+
+
+DEPRECATED = (
+    "config {source} is in the version 1 form (no `version: 2`): read and migrated in memory; "
+    "`mtpkdot config upgrade {source}` writes the new form"
+)
+
+
+def config_version(data: dict[str, Any], source: str) -> int:
+    version = data.get("version", 1)
+    if version not in (1, CONFIG_VERSION):
+        raise ConfigError(f"config {source}: version {version!r} is unknown (this mtpkdot reads 1 and 2)")
+    return int(version)
+
+
+def migrate(data: dict[str, Any], source: str = "<dict>", warn: bool = True) -> dict[str, Any]:
+    """A raw config dict in the version-2 form: a version-1 one (no ``version``) is migrated, with a
+    one-line deprecation message when ``warn``; a version-2 one is returned as is."""
+    if config_version(data, source) == CONFIG_VERSION:
+        return data
+    if warn:
+        log.warning(DEPRECATED.format(source=source))
+    return migrate_v1(data)
+
+
+def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2: ``data.modalities.<m>.train`` -> ``backbones.<m>``; each flat ``distill`` key
+    -> the sections of the methods that use it (:data:`V1_DISTILL_KEYS`)."""
+    old = copy.deepcopy(data)
+    out: dict[str, Any] = {"version": CONFIG_VERSION}
+    backbones = {}
+    mods = old.get("data", {}).get("modalities") if isinstance(old.get("data"), dict) else None
+    for name, mod in (mods or {}).items():
+        if isinstance(mod, dict) and "train" in mod:
+            backbones[name] = mod.pop("train")
+    for key, value in old.items():
+        out[key] = value
+        if key == "data" and backbones:
+            out["backbones"] = backbones
+    distill = out.get("distill")
+    if isinstance(distill, dict):
+        for key, methods in V1_DISTILL_KEYS.items():
+            if key in distill:
+                value = distill.pop(key)
+                for m in methods:
+                    distill.setdefault(m, {})[key] = value
+    return out
+
+
+def upgrade_text(text: str, source: str) -> str:
+    """The version-2 YAML of a config file's text (``mtpkdot config upgrade``). The result is checked
+    by validating it; comments are not kept (YAML readers drop them)."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {source} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {source} must hold a mapping at the top level")
+    new = migrate(data, source, warn=False)
+    config_from_dict(copy.deepcopy(new), source)
+    return yaml.safe_dump(new, sort_keys=False)
+
+
+def _v1_override(path: list[str]) -> list[list[str]] | None:
+    """The version-2 keys of a version-1 override key (``distill.k``, ``data.modalities.video.train.lr``)."""
+    if len(path) == 2 and path[0] == "distill" and path[1] in V1_DISTILL_KEYS:
+        return [["distill", m, path[1]] for m in V1_DISTILL_KEYS[path[1]]]
+    if len(path) >= 4 and path[:2] == ["data", "modalities"] and path[3] == "train":
+        return [["backbones", path[2], *path[4:]]]
+    return None
+
+
+def moved_key(loc: tuple[Any, ...]) -> str | None:
+    """Where an unknown key of version 1 lives now (``data.modalities.video.train`` -> ``backbones.video``)."""
+    new = _v1_override([str(p) for p in loc])
+    return None if new is None else " / ".join(".".join(p) for p in new)
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -277,35 +516,63 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Set dotted keys (``student.lr=1e-4``) in a nested dict; intermediate dicts are created."""
+    """Set dotted keys (``student.lr=1e-4``) in a nested dict; intermediate dicts are created.
+
+    A version-1 key (``distill.k``, ``data.modalities.<m>.train...``) sets its version-2 keys, with a
+    one-line deprecation message naming them.
+    """
     for item in overrides or []:
         path, value = _parse_override(item)
-        node = data
-        for part in path[:-1]:
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
-            node = nxt
-        node[path[-1]] = value
+        new = _v1_override(path)
+        if new is None:
+            _set(data, path, value, item)
+            continue
+        names = ", ".join(".".join(p) for p in new)
+        log.warning(f"--set {'.'.join(path)} is a version 1 key: applied as {names} (write that instead)")
+        for p in new:
+            _set(data, p, copy.deepcopy(value), item)
     return data
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
+def _set(data: dict[str, Any], path: list[str], value: Any, item: str) -> None:
+    node = data
+    for part in path[:-1]:
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node = nxt
+    node[path[-1]] = value
+
+
+def _format_errors(exc: ValidationError, source: str, prefix: str = "") -> str:
     lines = [f"invalid config {source}:"]
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (typo?)"
-        lines.append(f"  {key}: {msg}")
+        loc = tuple(err["loc"])
+        if err["type"] == "method_section":  # a method's own model: its errors under distill.<method>
+            ctx = err["ctx"]
+            lines += [_error_line((*loc, ctx["section"], *e["loc"]), e, prefix) for e in ctx["errors"]]
+            continue
+        if err["type"] in ("moved_key", "unknown_section"):  # raised for a distill section: name it
+            loc = (*loc, err["ctx"]["section"])
+        lines.append(_error_line(loc, err, prefix))
     return "\n".join(lines)
 
 
+def _error_line(loc: tuple[Any, ...], err: Any, prefix: str) -> str:
+    key = ".".join([prefix] * bool(prefix) + [str(p) for p in loc]) or "(top level)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        moved = moved_key(loc)
+        msg = "unknown key (typo?)" if moved is None else f"moved to {moved} in config version 2"
+    return f"  {key}: {msg}"
+
+
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
+    """Validate a raw config dict (a version-1 one is migrated first, with the deprecation message)."""
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(migrate(data, source))
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source)) from None
 
@@ -385,6 +652,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    data = migrate(data, str(path))
     data = _resolve(data, Path.cwd() if shipped else path.parent.resolve())
     from_file = {(id(sec), key): sec[key] for sec, key in _path_slots(data)}
     data = apply_overrides(data, overrides)

@@ -15,8 +15,16 @@ from typing import Any
 from mtpkdot.atomic import atomic_write_text
 from mtpkdot.layout import RunLayout
 
-GRID_ALIASES = {"batch_size": "student.batch_size", "anchors": "distill.k", "centroid": "distill.centroid"}
-SETTING_KEYS = {v: k for k, v in GRID_ALIASES.items()}  # dotted key -> sweep.csv column
+GRID_ALIASES = {
+    "batch_size": "student.batch_size",
+    "anchors": "distill.mtpkdot.k",
+    "centroid": "distill.mtpkdot.centroid",
+}
+# dotted key -> sweep.csv column (sweeps planned before config version 2 name the version-1 keys)
+SETTING_KEYS = {v: k for k, v in GRID_ALIASES.items()} | {
+    "distill.k": "anchors",
+    "distill.centroid": "centroid",
+}
 DEFAULT_METHODS = ["none", "mtpkdot"]  # the teacher (upper bound) is trained by every run anyway
 
 

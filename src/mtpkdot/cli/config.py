@@ -48,6 +48,30 @@ def show_cmd(name: str = typer.Argument(..., help="a shipped config's name, e.g.
     typer.echo(shipped[key].read_text(), nl=False)
 
 
+@config_app.command("upgrade")
+def upgrade_cmd(
+    old: str = typer.Argument(..., help="a config file in the version-1 form (no `version: 2`)"),
+    output: str = typer.Option(None, "-o", "--output", help="write the new form here (default: stdout)"),
+) -> None:
+    """Write a version-1 config in the current form (comments are not kept)."""
+    from pathlib import Path
+
+    from mtpkdot import plugins
+    from mtpkdot.atomic import atomic_write_text
+    from mtpkdot.cli.common import user_errors
+    from mtpkdot.config import find_config, upgrade_text
+
+    plugins.load()  # the method sections are validated against the registered methods
+    with user_errors(code=1):
+        path, _ = find_config(old)
+        text = upgrade_text(path.read_text(), str(path))
+        if output is None:
+            typer.echo(text, nl=False)
+        else:
+            atomic_write_text(Path(output), text)
+            typer.echo(f"wrote {output}", err=True)
+
+
 def list_cmd(
     models: bool = typer.Option(
         False, "--models", help="also build each model and print its parameter count"

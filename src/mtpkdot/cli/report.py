@@ -42,8 +42,8 @@ def sweep_cmd(
     grid: list[str] = typer.Option(
         ...,
         "--grid",
-        help="key=v1,v2,...; repeatable. batch_size -> student.batch_size, anchors -> distill.k, "
-        "centroid -> distill.centroid; any other dotted config key as is. Values are read as YAML.",
+        help="key=v1,v2,...; repeatable. batch_size -> student.batch_size, anchors -> distill.mtpkdot.k, "
+        "centroid -> distill.mtpkdot.centroid; any other dotted config key as is. Values are read as YAML.",
     ),
     out: Path | None = typer.Option(None, "--out", help="sweep folder (default runs/<name>_sweep)"),
     overrides: list[str] = set_option(),

@@ -41,8 +41,10 @@ def run_cmd(
     continues from its last checkpoint. Under `torchrun --nproc_per_node=N -m mtpkdot run ...`
     training is data-parallel over N processes; only rank 0 writes files.
     """
+    from mtpkdot import plugins
     from mtpkdot.config import ConfigError, load_config
 
+    plugins.load()  # the method sections are validated with the config
     try:
         cfg = load_config(config, set_)
     except ConfigError as exc:

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from mtpkdot.config import DistillConfig, MethodOptions
 from mtpkdot.distill.pool import TeacherPool
 
 if TYPE_CHECKING:  # runtime import would be circular (mtpkdot.tasks uses mtpkdot.distill.losses)
-    from mtpkdot.config import DistillConfig
     from mtpkdot.tasks import Task
 
 __all__ = ["Method", "applicable_methods", "build_method"]
@@ -55,6 +55,8 @@ class Method(nn.Module):
     short_name: ClassVar[str] = ""
     order: ClassVar[int] = 1000
     citation: ClassVar[str] = ""
+    # its own settings, the config's ``distill.<name>`` section (Eq. 10's weights are shared: ``cfg``)
+    options_model: ClassVar[type[MethodOptions]] = MethodOptions
 
     def __init__(
         self,
@@ -64,10 +66,7 @@ class Method(nn.Module):
         cfg: DistillConfig | None = None,
     ) -> None:
         super().__init__()
-        if cfg is None:
-            from mtpkdot.config import DistillConfig
-
-            cfg = DistillConfig()
+        cfg = DistillConfig() if cfg is None else cfg
         if task.kind not in self.tasks:
             raise ValueError(
                 f"method {self.name!r} is not applicable to a {task.kind} task; remove it from "
@@ -79,6 +78,7 @@ class Method(nn.Module):
         self.teacher_pool = teacher_pool
         self.task = task
         self.cfg = cfg
+        self.options = cfg.options(self.name, self.options_model)
         # the method's own random draws (see the module docstring); the pipeline seeds it per method
         self.generator = torch.Generator().manual_seed(0)
         if teacher_pool is not None:

@@ -26,6 +26,11 @@ FORMAT = "mtpkdot-student-bundle/1"
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
+def _modality(data: dict[str, Any]) -> ModalityConfig:
+    # bundles exported before config version 2 also carry the modality's training settings
+    return ModalityConfig.model_validate({k: v for k, v in data.items() if k != "train"})
+
+
 def export_bundle(
     run_dir: str | Path, fold: int, method: str, out: str | Path, seed: int | None = None
 ) -> Path:
@@ -84,8 +89,8 @@ def export_bundle(
         "feature_dims": fdims,
         "modalities": {m: cfg.data.modalities[m].model_dump(mode="json") for m in cfg.data.prevalent},
         "item_shapes": item_shapes,
-        "fusion_name": cfg.teacher.fusion,
-        "fusion_kwargs": dict(cfg.teacher.fusion_kwargs),
+        "fusion_name": cfg.student_fusion()[0],
+        "fusion_kwargs": cfg.student_fusion()[1],
         "sequence_length": cfg.data.sequence_length,
         "tnet_hidden": list(cfg.tnet.hidden),
         "backbones": backbones,
@@ -134,7 +139,7 @@ class BundleModel(nn.Module):
         backbones: dict[str, nn.Module] = {}
         self.norms: dict[str, Normalizer] = {}
         for mod in self.prevalent:
-            mc = ModalityConfig.model_validate(bundle["modalities"][mod])
+            mc = _modality(bundle["modalities"][mod])
             kw = input_kwargs(mc.backbone, tuple(bundle["item_shapes"][mod]), mc.backbone_kwargs)
             net = build_backbone(mc.backbone, out_dim=mc.feature_dim, **kw)
             net.load_state_dict(bundle["backbones"][mod])
@@ -218,7 +223,7 @@ def _prepare_video(model: BundleModel, mod: str, path: Path) -> np.ndarray:
     # deployed clip is prepared exactly as the training clips were
     from mtpkdot.data.prepare import decode_video_for
 
-    mc = ModalityConfig.model_validate(model.bundle["modalities"][mod])
+    mc = _modality(model.bundle["modalities"][mod])
     return np.asarray(decode_video_for(Path(path), mc))
 
 

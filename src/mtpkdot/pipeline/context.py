@@ -60,7 +60,8 @@ class Dist:
 @dataclass
 class FoldContext:
     """One (seed, fold) of a run. ``graph_section(ctx, stage)``: the config section ``stage`` depends on
-    (``mtpkdot.pipeline.graph.section``)."""
+    (``mtpkdot.pipeline.graph.section``); ``graph_section(ctx, stage, v1=True)``: the same settings as
+    config version 1 wrote them."""
 
     cfg: Config
     store: Any  # mtpkdot.data.Store
@@ -71,7 +72,7 @@ class FoldContext:
     device: torch.device
     amp: bool = False
     dist: Dist = field(default_factory=Dist)
-    graph_section: Callable[[FoldContext, str], dict[str, Any]] = field(kw_only=True)
+    graph_section: Callable[..., dict[str, Any]] = field(kw_only=True)
     _features: dict[str, torch.Tensor] = field(default_factory=dict)
 
     # ---- roles and folders -------------------------------------------------------------------
@@ -126,11 +127,27 @@ class FoldContext:
         """The config section stage ``stage`` depends on (declared in :mod:`mtpkdot.pipeline.graph`)."""
         return self.graph_section(self, stage)
 
+    def recorded_section(self, stage: str) -> dict[str, Any]:
+        """The section the folder of ``stage`` is checked against: :meth:`section`, or, for a folder
+        written before config version 2 with the same settings, that folder's own (version-1) form,
+        so its ``done``, checkpoints and resume stay valid without retraining."""
+        sec = self.section(stage)
+        path = self.stage_dir(stage) / STAGE_CONFIG
+        if not path.is_file():
+            return sec
+        stored = config_hash(yaml.safe_load(path.read_text()))
+        if stored != config_hash(sec):
+            # only settings version 1 could express can have been written by it
+            old = self.graph_section(self, stage, v1=True) if self.cfg.v1_expressible() else None
+            if old is not None and stored == config_hash(old):
+                return old
+        return sec
+
     # ---- done markers ------------------------------------------------------------------------
     def is_done(self, stage: str) -> bool:
         """True when ``stage`` finished with this config; raises when it ran with another config."""
         d = self.stage_dir(stage)
-        sec = self.section(stage)
+        sec = self.recorded_section(stage)
         cfg_path = d / STAGE_CONFIG
         if cfg_path.is_file():
             stored = yaml.safe_load(cfg_path.read_text())
@@ -141,7 +158,7 @@ class FoldContext:
 
     def mark_done(self, stage: str) -> None:
         if self.write:
-            atomic_write_text(self.stage_dir(stage) / DONE, config_hash(self.section(stage)) + "\n")
+            atomic_write_text(self.stage_dir(stage) / DONE, config_hash(self.recorded_section(stage)) + "\n")
 
     def write_json(self, path: Path, data: dict[str, Any]) -> None:
         if self.write:

@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from mtpkdot.atomic import atomic_write_csv, atomic_write_text
-from mtpkdot.config import Config, config_to_dict, dump_config
+from mtpkdot.config import Config, config_from_dict, config_to_dict, dump_config, migrate
 from mtpkdot.engine.checkpoint import check_config, config_hash
 from mtpkdot.layout import DONE, RunLayout, row_order
 from mtpkdot.pipeline.context import LOCATION_KEYS, Dist, FoldContext, plain
@@ -67,6 +67,7 @@ def comparable(cfg: Config) -> dict[str, Any]:
     for k in SELECTION_KEYS:
         d.pop(k, None)
     d["student"].pop("methods", None)
+    d["distill"] = cfg.distill.compact()  # a section spelled out at its defaults is the same config
     for k in LOCATION_KEYS:
         d["data"].pop(k, None)
     return plain(d)
@@ -78,7 +79,7 @@ def check_run_dir(cfg: Config, run_dir: Path, write: bool) -> None:
     if path.is_file():
         stored = yaml.safe_load(path.read_text()) or {}
         try:
-            stored_cfg = Config.model_validate(stored)
+            stored_cfg = config_from_dict(migrate(stored, str(path), warn=False), str(path))
         except Exception as exc:
             raise RuntimeError(
                 f"{path} is not a config this version can read ({exc}); use a new --out"
@@ -182,6 +183,7 @@ def run_experiment(
     from mtpkdot.pipeline.graph import run_fold, section, stage_names
     from mtpkdot.registry import METHODS
 
+    cfg.distill.check_sections()  # the method sections, now that every method is registered
     run_dir = Path(run_dir)
     methods = list(methods) if methods is not None else list(cfg.student.methods)
     for m in methods:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import mtpkdot.distill  # noqa: F401  (registers the built-in methods, whose options enter student sections)
 from mtpkdot import layout
 from mtpkdot.engine.checkpoint import config_hash
 from mtpkdot.pipeline.context import FoldContext, plain
@@ -50,7 +51,9 @@ class Stage:
     (``<name>_<mod>_<j>``, none when it is off). ``reads``: section key -> upstream stage (its hash enters this stage's
     section; a per-modality upstream gives one hash per modality). ``sections``: the top-level config
     sections :attr:`settings` reads; with the reads they decide what invalidates the stage.
-    ``settings(ctx, instance)``: this stage's own part of its config section. Exactly one of
+    ``settings(ctx, instance)``: this stage's own part of its config section; ``v1_settings``: the same
+    part as a run folder from before config version 2 holds it, where the two differ (:func:`v1_section`).
+    Exactly one of
     ``train(ctx, instance) -> Trainable`` (run by the shared runner) or ``compute(ctx)`` (a stage that
     trains nothing); ``check(ctx)`` runs after the stage, done or not.
     """
@@ -64,6 +67,7 @@ class Stage:
     compute: Callable[[FoldContext], None] | None = None
     check: Callable[[FoldContext], None] | None = None
     tested: bool = field(default=False)  # writes test.json (a row of summary.csv)
+    v1_settings: Callable[[FoldContext, str | None], dict[str, Any]] | None = None
 
     def instance_name(self, instance: str | None) -> str:
         return self.name if instance is None else f"{self.name}_{instance}"
@@ -85,24 +89,58 @@ def _dump(section: Any) -> dict[str, Any]:
 
 
 def _backbone_settings(ctx: FoldContext, mod: str | None) -> dict[str, Any]:
-    return {"base": config_hash(ctx.base_section()), "modality": _dump(ctx.cfg.data.modalities[mod])}
+    # its own modality's training only: another modality's training leaves this backbone valid
+    return {
+        "base": config_hash(ctx.base_section()),
+        "modality": _dump(ctx.cfg.data.modalities[mod]),
+        "train": _dump(ctx.cfg.backbones[str(mod)]),
+    }
+
+
+def _v1_backbone_settings(ctx: FoldContext, mod: str | None) -> dict[str, Any]:
+    # version 1 kept every modality's training inside data.modalities, so inside the base section too
+    base = ctx.base_section()
+    for name, m in base["data"]["modalities"].items():
+        m["train"] = _dump(ctx.cfg.backbones[name])
+    modality = {**_dump(ctx.cfg.data.modalities[mod]), "train": _dump(ctx.cfg.backbones[str(mod)])}
+    return {"base": config_hash(plain(base)), "modality": modality}
 
 
 def _crossfit_settings(ctx: FoldContext, instance: str | None) -> dict[str, Any]:
+    return _with_inner_fold(ctx, instance, _backbone_settings)
+
+
+def _v1_crossfit_settings(ctx: FoldContext, instance: str | None) -> dict[str, Any]:
+    return _with_inner_fold(ctx, instance, _v1_backbone_settings)
+
+
+def _with_inner_fold(ctx: FoldContext, instance: str | None, backbone: Callable[..., Any]) -> dict[str, Any]:
     mod, j = crossfit_instance(str(instance))
     held = inner_folds(ctx)[j - 1]
     inner = {"folds": ctx.cfg.features.crossfit, "held_out": config_hash(sorted(int(i) for i in held))}
-    return {**_backbone_settings(ctx, mod), "crossfit": inner}
+    return {**backbone(ctx, mod), "crossfit": inner}
 
 
 def _crossfits(cfg: Any) -> bool:
     return bool(cfg.features.crossfit)
 
 
-def _student_settings(ctx: FoldContext, method: str | None) -> dict[str, Any]:
+def _student_dump(ctx: FoldContext) -> dict[str, Any]:
     student = _dump(ctx.cfg.student)
     student.pop("methods")  # adding a method to a run must not invalidate the others
-    return {"method": method, "student": student, "distill": _dump(ctx.cfg.distill)}
+    return student
+
+
+def _student_settings(ctx: FoldContext, method: str | None) -> dict[str, Any]:
+    # Eq. 10's weights and the method's own options: another method's options leave it valid
+    d = ctx.cfg.distill
+    own = d.options(str(method)).model_dump(mode="json")
+    distill = {"alpha": d.alpha, "beta": d.beta, "gamma": d.gamma, **({str(method): own} if own else {})}
+    return {"method": method, "student": _student_dump(ctx), "distill": distill}
+
+
+def _v1_student_settings(ctx: FoldContext, method: str | None) -> dict[str, Any]:
+    return {"method": method, "student": _student_dump(ctx), "distill": ctx.cfg.distill.v1_dump(str(method))}
 
 
 def _finetunes(cfg: Any) -> bool:
@@ -111,13 +149,12 @@ def _finetunes(cfg: Any) -> bool:
 
 def _lower_bound_settings(ctx: FoldContext, _: str | None) -> dict[str, Any]:
     """One prevalent modality: its stage-1 model, nothing of its own. Several: a fusion of the
-    teacher's kind trained with the student's settings."""
+    student's kind trained with the student's settings."""
     if len(ctx.prevalent) == 1:
         return {"prevalent": ctx.prevalent, "from": layout.backbone_stage(ctx.prevalent[0])}
-    student = _dump(ctx.cfg.student)
-    student.pop("methods")
-    fusion = {"fusion": ctx.cfg.teacher.fusion, "fusion_kwargs": ctx.cfg.teacher.fusion_kwargs}
-    return {"prevalent": ctx.prevalent, "student": student, "fusion": fusion}
+    name, kwargs = ctx.cfg.student_fusion()
+    fusion = {"fusion": name, "fusion_kwargs": kwargs}
+    return {"prevalent": ctx.prevalent, "student": _student_dump(ctx), "fusion": fusion}
 
 
 STAGES: tuple[Stage, ...] = (
@@ -125,17 +162,19 @@ STAGES: tuple[Stage, ...] = (
         "backbone",
         PER_MODALITY,
         reads={},
-        sections=("data", "protocol"),
+        sections=("data", "protocol", "backbones"),
         settings=_backbone_settings,
         train=train_backbone,
+        v1_settings=_v1_backbone_settings,
     ),
     Stage(
         "crossfit",
         PER_CROSSFIT,
         reads={},
-        sections=("data", "protocol", "features"),
+        sections=("data", "protocol", "backbones", "features"),
         settings=_crossfit_settings,
         train=train_crossfit,
+        v1_settings=_v1_crossfit_settings,
     ),
     Stage(
         layout.FEATURES,
@@ -192,6 +231,7 @@ STAGES: tuple[Stage, ...] = (
         settings=_student_settings,
         train=train_student,
         tested=True,
+        v1_settings=_v1_student_settings,
     ),
 )
 BY_NAME = {s.name: s for s in STAGES}
@@ -211,25 +251,33 @@ def _read(r: str | Read) -> Read:
     return r if isinstance(r, Read) else Read(r)
 
 
-def section(ctx: FoldContext, stage: str) -> dict[str, Any]:
-    """The config section ``stage`` depends on: its own settings plus the hash of each stage it reads."""
+def section(ctx: FoldContext, stage: str, v1: bool = False) -> dict[str, Any]:
+    """The config section ``stage`` depends on: its own settings plus the hash of each stage it reads
+    (``v1``: every part as config version 1 wrote it, :func:`v1_section`)."""
     spec, instance = find(stage)
-    sec = dict(spec.settings(ctx, instance))
+    settings = spec.v1_settings if v1 and spec.v1_settings is not None else spec.settings
+    sec = dict(settings(ctx, instance))
     for key, r in spec.reads.items():
         r = _read(r)
         if r.when is not None and not r.when(ctx.cfg):
             continue
         up = BY_NAME[r.stage]
         if up.per == PER_MODALITY:
-            sec[key] = {m: config_hash(section(ctx, up.instance_name(m))) for m in ctx.order}
+            sec[key] = {m: config_hash(section(ctx, up.instance_name(m), v1)) for m in ctx.order}
         elif up.per == PER_CROSSFIT:
             names = [up.instance_name(i) for i in up.instances(ctx.order, [], ctx.cfg.features.crossfit)]
-            sec[key] = {n: config_hash(section(ctx, n)) for n in names}
+            sec[key] = {n: config_hash(section(ctx, n, v1)) for n in names}
         elif up.per == PER_FOLD:
-            sec[key] = config_hash(section(ctx, up.name))
+            sec[key] = config_hash(section(ctx, up.name, v1))
         else:
             raise ValueError(f"stage {spec.name!r} cannot read the per-method stage {up.name!r}")
     return plain(sec)
+
+
+def v1_section(ctx: FoldContext, stage: str) -> dict[str, Any] | None:
+    """The section a stage folder written before config version 2 holds for the same settings (None
+    when version 1 could not express them): such a folder is recognised by it, not retrained."""
+    return section(ctx, stage, v1=True) if ctx.cfg.v1_expressible() else None
 
 
 def stage_names(modalities: Sequence[str], methods: Sequence[str], crossfit: int = 0) -> list[str]:

@@ -197,7 +197,7 @@ def fit_trainable(ctx: FoldContext, stage: str, t: Trainable) -> FitResult:
         stage_dir=ctx.stage_dir(stage),
         modules=t.modules,
         optimizer=opt,
-        section=ctx.section(stage),
+        section=ctx.recorded_section(stage),
         epochs=tc.epochs,
         selection=selection,
         lr_factor=lambda epoch: lr_factor(tc, epoch),

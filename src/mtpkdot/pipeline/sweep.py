@@ -6,8 +6,8 @@ runs one experiment per grid point into ``<out>/<point>/`` through the pipeline'
 ``mtpkdot.report.sweep`` (rendering only). Steps: :func:`parse_grid` -> :func:`plan_sweep` ->
 :func:`run_sweep` (with :func:`share_upstream` between points).
 
-Grid keys: ``batch_size`` -> ``student.batch_size``, ``anchors`` -> ``distill.k``, ``centroid`` ->
-``distill.centroid``; any other (dotted) key is a config key as is. Values are split on commas and each
+Grid keys: ``batch_size`` -> ``student.batch_size``, ``anchors`` -> ``distill.mtpkdot.k``, ``centroid``
+-> ``distill.mtpkdot.centroid``; any other (dotted) key is a config key as is. Values are split on commas and each
 is read as YAML (``32`` is an int, ``0.5`` and ``1e-4`` floats, ``none`` the string "none"), as ``--set`` does.
 """
 
@@ -101,11 +101,8 @@ def point_overrides(axes: Sequence[GridAxis], point: Point) -> list[str]:
 
 
 def _settings(cfg: Any) -> dict[str, Any]:
-    return {
-        "batch_size": cfg.student.batch_size,
-        "anchors": cfg.distill.k,
-        "centroid": cfg.distill.centroid,
-    }
+    own = cfg.distill.options("mtpkdot")
+    return {"batch_size": cfg.student.batch_size, "anchors": own.k, "centroid": own.centroid}
 
 
 def plan_sweep(
@@ -121,6 +118,7 @@ def plan_sweep(
     b columns, so k >= b anchors select every column and the anchor selection (Eq. 3) is void.
     The store of prepared data is shared between points unless the grid changes ``data.*``.
     """
+    import mtpkdot.distill  # noqa: F401  (registers the built-in methods: their sections are validated)
     from mtpkdot.config import ConfigError, load_config
 
     methods = list(methods) if methods else list(DEFAULT_METHODS)
@@ -138,10 +136,10 @@ def plan_sweep(
             raise SweepError(f"grid point {point.name}: {exc}") from None
         cfg.name = f"{base.name} [{point.name}]"
         point.settings = _settings(cfg)
-        if cfg.distill.k >= cfg.student.batch_size:
+        if point.settings["anchors"] >= cfg.student.batch_size:
             point.status = "skipped"
             point.reason = (
-                f"anchors k={cfg.distill.k} >= batch size b={cfg.student.batch_size}: "
+                f"anchors k={point.settings['anchors']} >= batch size b={cfg.student.batch_size}: "
                 "anchor selection would keep every column"
             )
         plan.append((point, cfg))

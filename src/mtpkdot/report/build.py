@@ -60,6 +60,15 @@ def _get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
     return node
 
 
+def _mtpkdot(cfg: dict[str, Any], key: str) -> Any:
+    """An MT-PKDOT option as the run used it: its ``distill.mtpkdot`` section, else the default."""
+    from mtpkdot.distill.methods.mtpkdot import MTPKDOTOptions
+
+    if "distill" not in cfg:
+        return "?"
+    return _get(cfg, f"distill.mtpkdot.{key}", getattr(MTPKDOTOptions(), key))
+
+
 def _shown(path: Path) -> Path:
     """``path`` relative to the current folder when it lies below it: a report committed with its
     results must not name the folders of the machine that made it."""
@@ -170,10 +179,10 @@ def setup_blocks(run: RunDir, cfg: dict[str, Any], summary: pd.DataFrame | None)
         items.append(f"**Low-data setting:** {low} training subjects per fold")
     items.append(
         f"**Student:** batch size b = {_get(cfg, 'student.batch_size', '?')}, "
-        f"epochs {_get(cfg, 'student.epochs', '?')}, anchors k = {_get(cfg, 'distill.k', '?')}, "
+        f"epochs {_get(cfg, 'student.epochs', '?')}, anchors k = {_mtpkdot(cfg, 'k')}, "
         f"loss weights alpha/beta/gamma = {_get(cfg, 'distill.alpha', '?')}/{_get(cfg, 'distill.beta', '?')}/"
-        f"{_get(cfg, 'distill.gamma', '?')} (Eq. 10), centroid `{_get(cfg, 'distill.centroid', '?')}`, "
-        f"teacher selection `{_get(cfg, 'distill.selection', '?')}`"
+        f"{_get(cfg, 'distill.gamma', '?')} (Eq. 10), centroid `{_mtpkdot(cfg, 'centroid')}`, "
+        f"teacher selection `{_mtpkdot(cfg, 'selection')}`"
     )
     items.append(_backbone_line(cfg))
     if summary is not None and "n_test" in summary.columns:

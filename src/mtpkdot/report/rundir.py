@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from mtpkdot.config import ConfigError, migrate
 from mtpkdot.layout import METRICS, FoldDir, RunLayout
 
 __all__ = ["FoldDir", "RunDir"]
@@ -38,7 +39,12 @@ class RunDir:
             data = yaml.safe_load(p.read_text())
         except yaml.YAMLError:
             return {}
-        return data if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        try:
+            return migrate(data, str(p), warn=False)  # a run made before config version 2 reads the same
+        except ConfigError:
+            return {}
 
     def fold_dirs(self) -> list[FoldDir]:
         """Every ``seed<s>/fold<k>`` folder, sorted by (seed, fold)."""

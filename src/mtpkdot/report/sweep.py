@@ -275,7 +275,7 @@ def write_sweep_report(out_dir: str | Path) -> Path:
             blocks.append(Note("no MT-PKDOT results: Fig. 7 skipped"))
         else:
             blocks.append(Note("batch size and anchors take a single value each: Fig. 7 skipped"))
-        if any(a.key == "distill.centroid" for a in axes):
+        if any(SETTING_KEYS.get(a.key) == "centroid" for a in axes):
             blocks += centroid_blocks(out_dir, table, points)
     md = run.sweep_report_md
     atomic_write_text(md, render_markdown(blocks, out_dir))

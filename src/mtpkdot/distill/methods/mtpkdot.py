@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from mtpkdot.dist import all_reduce_mean, is_distributed
 from mtpkdot.distill.loss_registry import build_loss
 from mtpkdot.distill.method import Batch, Method
+from mtpkdot.distill.methods.pkdot import PKDOTOptions
 from mtpkdot.distill.selection import select_teacher
 from mtpkdot.registry import METHODS
+
+
+class MTPKDOTOptions(PKDOTOptions):
+    """PKDOT's relational OT settings, the centroid term and the teacher selection (Alg. 2)."""
+
+    centroid: Literal["similarity", "features", "none"] = "similarity"
+    selection: Literal["per_batch", "per_sample"] = "per_batch"
 
 
 @METHODS.register("mtpkdot")
@@ -20,10 +30,11 @@ class MTPKDOT(Method):
     short_name = "MT-PKDOT"
     order = 60
     citation = 'M. H. Aslam et al., "Multi Teacher Privileged Knowledge Distillation for Multimodal Expression Recognition"'
+    options_model = MTPKDOTOptions
 
     def __init__(self, student, teacher_pool, task, cfg=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(student, teacher_pool, task, cfg)
-        c = self.cfg
+        c = self.options
         centroid = None if c.centroid == "none" else c.centroid
         self.relational = build_loss(
             "relational_ot", k=c.k, blur=c.blur, p=c.p, debias=c.debias, centroid=centroid, scaling=c.scaling

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 
+from mtpkdot.config import MethodOptions
 from mtpkdot.distill.loss_registry import build_loss
 from mtpkdot.distill.method import Batch, Method
 from mtpkdot.registry import METHODS
+
+
+class PKDOTOptions(MethodOptions):
+    """Relational OT settings (section III of the paper)."""
+
+    k: int = Field(30, ge=1, description="anchors per row")
+    blur: float = Field(0.1, gt=0)
+    p: int = Field(2, ge=1, le=2)
+    debias: bool = True
+    scaling: float = Field(0.5, gt=0, lt=1)
 
 
 @METHODS.register("pkdot")
@@ -18,10 +30,11 @@ class PKDOT(Method):
     short_name = "PKDOT"
     order = 50
     citation = 'M. H. Aslam et al., "Distilling privileged multimodal information for expression recognition using optimal transport", IEEE FG 2024'
+    options_model = PKDOTOptions
 
     def __init__(self, student, teacher_pool, task, cfg=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(student, teacher_pool, task, cfg)
-        c = self.cfg
+        c = self.options
         self.relational = build_loss(
             "relational_ot", k=c.k, blur=c.blur, p=c.p, debias=c.debias, centroid=None, scaling=c.scaling
         )

@@ -55,7 +55,7 @@ def train_backbone(ctx: FoldContext, mod: str, train_idx: np.ndarray | None = No
     from mtpkdot.models import LinearHead
 
     mc = ctx.cfg.data.modalities[mod]
-    tc = mc.train
+    tc = ctx.cfg.backbones[mod]
     backbone, norm = build_modality_backbone(ctx, mod, train_idx=train_idx)
     model = Encoder(backbone, LinearHead(mc.feature_dim, ctx.task.num_outputs), norm).to(ctx.device)
     arr = ctx.store.array(mod)

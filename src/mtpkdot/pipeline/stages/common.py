@@ -42,7 +42,7 @@ def task_loss(
 
 def best_modules(ctx: FoldContext, stage: str) -> dict[str, Any]:
     """The state dicts of ``stage``'s selected checkpoint (``best.pt``), by module name."""
-    return load_checkpoint(ctx.stage_dir(stage) / layout.BEST, ctx.section(stage))["modules"]
+    return load_checkpoint(ctx.stage_dir(stage) / layout.BEST, ctx.recorded_section(stage))["modules"]
 
 
 def chunks_of(idx: np.ndarray, size: int) -> list[torch.Tensor]:

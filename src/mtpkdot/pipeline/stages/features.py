@@ -24,7 +24,7 @@ def backbone_features(
     """Features of every store sample (or of samples ``idx``) from one frozen backbone of ``mod`` (eval mode)."""
     backbone, norm = load_backbone(ctx, mod, stage)
     arr = ctx.store.array(mod)
-    bs = ctx.cfg.data.modalities[mod].train.batch_size
+    bs = ctx.cfg.backbones[mod].batch_size
 
     def forward(idx: torch.Tensor) -> torch.Tensor:
         x, lead = norm(arr[idx.numpy()], ctx.device)

@@ -12,7 +12,7 @@ from mtpkdot.engine.loop import predict
 from mtpkdot.pipeline.context import FoldContext
 from mtpkdot.pipeline.runner import Trainable, train_and_test
 from mtpkdot.pipeline.stages.common import EVAL_BATCH, chunks_of, device_targets, score, task_loss
-from mtpkdot.pipeline.stages.teacher import build_teacher
+from mtpkdot.pipeline.stages.teacher import build_student_fusion
 
 
 def lower_bound(ctx: FoldContext) -> None:
@@ -37,9 +37,9 @@ def _student_feats(ctx: FoldContext, idx: torch.Tensor) -> list[torch.Tensor]:
 
 
 def train_lower_bound(ctx: FoldContext) -> Trainable:
-    """A fresh fusion of the teacher's kind (the student's fusion) on the prevalent features only:
-    no T-Net branches, task loss only. Cached features also when the students fine-tune."""
-    fusion = build_teacher(ctx, ctx.prevalent)
+    """A fresh fusion of the student's kind on the prevalent features only: no T-Net branches, task
+    loss only. Cached features also when the students fine-tune."""
+    fusion = build_student_fusion(ctx, ctx.prevalent)
     y_all, mask_all = device_targets(ctx)
 
     def compute(idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:

@@ -19,14 +19,14 @@ from mtpkdot.pipeline.runner import Trainable
 from mtpkdot.pipeline.stages.adapters import load_pool
 from mtpkdot.pipeline.stages.backbone import load_backbone
 from mtpkdot.pipeline.stages.common import EVAL_BATCH, chunks_of, device_targets, score
-from mtpkdot.pipeline.stages.teacher import build_teacher
+from mtpkdot.pipeline.stages.teacher import build_student_fusion
 from mtpkdot.pipeline.stages.tnet import load_tnets
 
 
 def build_student(ctx: FoldContext, finetune: bool) -> tuple[nn.Module, dict[str, Any]]:
     from mtpkdot.models import Student
 
-    fusion = build_teacher(ctx)  # a fresh fusion of the teacher's kind
+    fusion = build_student_fusion(ctx)
     tnets = load_tnets(ctx)
     backbones = None
     norms: dict[str, Any] = {}

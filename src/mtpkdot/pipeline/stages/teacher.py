@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -23,14 +25,23 @@ from mtpkdot.pipeline.stages.common import (
 
 def build_teacher(ctx: FoldContext, mods: list[str] | None = None) -> nn.Module:
     """A fresh fusion of the teacher's kind over ``mods`` (default: every modality, in order)."""
+    tc = ctx.cfg.teacher
+    return build_fusion_of(ctx, tc.fusion, dict(tc.fusion_kwargs), ctx.order if mods is None else mods)
+
+
+def build_student_fusion(ctx: FoldContext, mods: list[str] | None = None) -> nn.Module:
+    """A fresh fusion of the student's kind (``student.fusion``, default the teacher's) over ``mods``."""
+    name, kw = ctx.cfg.student_fusion()
+    return build_fusion_of(ctx, name, kw, ctx.order if mods is None else mods)
+
+
+def build_fusion_of(ctx: FoldContext, name: str, kw: dict[str, Any], mods: list[str]) -> nn.Module:
     from mtpkdot.models import build_fusion, takes_seq_len
 
-    tc = ctx.cfg.teacher
-    kw = dict(tc.fusion_kwargs)
-    if takes_seq_len(tc.fusion):
+    if takes_seq_len(name):
         kw.setdefault("seq_len", ctx.cfg.data.sequence_length)
-    dims = [ctx.feature_dim(m) for m in (ctx.order if mods is None else mods)]
-    return build_fusion(tc.fusion, dims, ctx.task.num_outputs, **kw).to(ctx.device)
+    dims = [ctx.feature_dim(m) for m in mods]
+    return build_fusion(name, dims, ctx.task.num_outputs, **kw).to(ctx.device)
 
 
 def train_teacher(ctx: FoldContext) -> Trainable:
