@@ -69,13 +69,13 @@ AFFWILD2=(
   --set data.sequence_length=4 --set protocol.scheme=kfold --set protocol.folds=5 --set protocol.val_subjects=0.25
   --set data.modalities.video.backbone=tiny3d --set "data.modalities.video.backbone_kwargs={width: 8}"
   --set data.modalities.video.size=32 --set data.modalities.video.feature_dim=64
-  --set "data.modalities.video.train={epochs: 10, batch_size: 16, lr: 1.0e-3, patience: 4}"
+  --set "backbones.video={epochs: 10, batch_size: 16, lr: 1.0e-3, patience: 4}"
   --set data.modalities.audio.freq_bins=32 --set data.modalities.audio.time_bins=32
   --set data.modalities.audio.feature_dim=64
-  --set "data.modalities.audio.train={epochs: 10, batch_size: 16, lr: 1.0e-3, patience: 4}"
+  --set "backbones.audio={epochs: 10, batch_size: 16, lr: 1.0e-3, patience: 4}"
   --set "teacher.fusion_kwargs={k: 16, hidden: 64}" --set teacher.epochs=20
   --set adapters.hidden=64 --set adapters.epochs=15 --set tnet.hidden=[64] --set tnet.epochs=20
-  --set student.epochs=15 --set student.batch_size=32 --set student.lr=1.0e-3 --set distill.k=8
+  --set student.epochs=15 --set student.batch_size=32 --set student.lr=1.0e-3 --set distill.pkdot.k=8 --set distill.mtpkdot.k=8
 )
 PHYSIO=(
   --set data.dataset=synthetic_biovid --set data.synthetic.part=B --set data.synthetic.subjects=40
@@ -83,13 +83,13 @@ PHYSIO=(
   --set data.modalities.video.face=none --set data.modalities.video.backbone=tiny3d
   --set "data.modalities.video.backbone_kwargs={width: 8}" --set data.modalities.video.size=32
   --set data.modalities.video.segments=8 --set data.modalities.video.feature_dim=64
-  --set "data.modalities.video.train={epochs: 10, batch_size: 16, lr: 1.0e-3, patience: 4}"
+  --set "backbones.video={epochs: 10, batch_size: 16, lr: 1.0e-3, patience: 4}"
   --set data.modalities.emg.feature_dim=64
-  --set "data.modalities.emg.train={epochs: 5, batch_size: 32, lr: 1.0e-3, patience: 3}"
+  --set "backbones.emg={epochs: 5, batch_size: 32, lr: 1.0e-3, patience: 3}"
   --set "teacher.fusion_kwargs={d_model: 64, heads: 2, ff_dim: 64, layers: 1, dropout: 0.1}"
   --set teacher.epochs=20 --set teacher.lr=1.0e-3 --set teacher.patience=5
   --set adapters.hidden=64 --set adapters.epochs=15 --set tnet.hidden=[64] --set tnet.epochs=20
-  --set student.epochs=15 --set student.batch_size=32 --set student.lr=1.0e-3 --set distill.k=8
+  --set student.epochs=15 --set student.batch_size=32 --set student.lr=1.0e-3 --set distill.pkdot.k=8 --set distill.mtpkdot.k=8
 )
 
 # config, data folder (settings with the same data share it), then the setting's --set arguments
