@@ -164,7 +164,7 @@ V1_OVERRIDES = [
 def _ctx(run_dir: Path, overrides: list[str]) -> FoldContext:
     cfg = load_config(ROOT / "configs" / "demo.yaml", overrides)
     split = {"train": np.arange(0, 6), "val": np.arange(6, 8), "test": np.arange(8, 10)}
-    return FoldContext(cfg, None, split, run_dir, 0, 1, torch.device("cpu"))
+    return FoldContext(cfg, None, split, run_dir, 0, 1, torch.device("cpu"), graph_section=section)
 
 
 def test_version_1_sections_are_those_the_version_1_code_wrote(tmp_path):
