@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mtpkdot import plugins
 from mtpkdot.config import Config, ConfigError, apply_overrides, dump_config, load_config
-from mtpkdot.registry import load_all
 
 
 @pytest.fixture(autouse=True)
 def _registered() -> None:
-    load_all()  # the method sections of distill are validated against the registered methods
+    plugins.load()  # the method sections of distill are validated against the registered methods
 
 
 MINIMAL = {

@@ -13,12 +13,12 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from mtpkdot import plugins
 from mtpkdot.cli import app
 from mtpkdot.config import ConfigError, config_to_dict, load_config
 from mtpkdot.engine.checkpoint import config_hash
 from mtpkdot.pipeline.context import FoldContext
 from mtpkdot.pipeline.graph import section, stage_names, v1_section
-from mtpkdot.registry import load_all
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_METHODS = ["none", "cosine", "mse", "kl", "pkdot", "mtpkdot"]
@@ -38,7 +38,7 @@ V1 = {
 
 @pytest.fixture(autouse=True)
 def _registered() -> None:
-    load_all()  # the method sections of distill are validated against the registered methods
+    plugins.load()  # the method sections of distill are validated against the registered methods
 
 
 def write(tmp_path: Path, data: dict, name: str = "cfg.yaml") -> Path:
