@@ -15,8 +15,8 @@ from mtpkdot.engine.loop import INTERRUPT_ENV
 
 EPOCHS, PATIENCE = 6, 2
 SECTIONS = (
-    "data.modalities.video.train",
-    "data.modalities.eda.train",
+    "backbones.video",
+    "backbones.eda",
     "teacher",
     "adapters",
     "tnet",
