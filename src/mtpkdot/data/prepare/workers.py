@@ -43,7 +43,9 @@ class Worker:
     overlap: bool
 
 
-def _init_worker(decoder_threads: int = 0, thread_type: str = "AUTO", overlap: bool = False) -> None:
+def _init_worker(
+    decoder_threads: int = 0, thread_type: str = "AUTO", overlap: bool = False, parent: int | None = None
+) -> None:
     import cv2
 
     from mtpkdot.signals import video
@@ -54,6 +56,47 @@ def _init_worker(decoder_threads: int = 0, thread_type: str = "AUTO", overlap: b
     cv2.setNumThreads(max(1, share // 2) if overlap else share)
     video.DECODER_THREADS = decoder_threads
     video.DECODER_THREAD_TYPE = thread_type
+    if parent is not None:
+        _end_with_parent(parent)
+
+
+# prctl option: the signal the kernel sends this process when the thread that created it ends
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent(parent: int) -> None:
+    """End this worker process when ``parent`` dies, even by SIGKILL: a worker waits on its task pipe,
+    whose write end every worker also holds, so the pipe alone never tells it the parent is gone.
+
+    Linux: the kernel's parent-death signal (immediate, even while the worker is stuck in C code).
+    Everywhere (and on Linux in case ``prctl`` is refused): a thread waiting on multiprocessing's
+    parent sentinel, which becomes ready when the parent ends (the EOF of a pipe whose write end only
+    the parent holds; on Windows the parent's process handle). The parent-death signal is tied to the
+    thread that started the worker, which is the one that runs the pool until it is shut down. The
+    workers only compute (the parent writes every file), so ending them at once loses nothing.
+    """
+    import multiprocessing
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:  # it died before the signal was asked for
+        os._exit(1)
+    sentinel = getattr(multiprocessing.parent_process(), "sentinel", None)
+    if sentinel is not None:
+        threading.Thread(target=_exit_on_ready, args=(sentinel,), daemon=True).start()
+
+
+def _exit_on_ready(sentinel: int) -> None:
+    from multiprocessing.connection import wait
+
+    wait([sentinel])
+    os._exit(1)
 
 
 def _run_one(worker: Worker, item: tuple[int, dict[str, Any]]) -> Result:
@@ -149,7 +192,7 @@ def results(
     from concurrent.futures import ProcessPoolExecutor
 
     overlap = _overlaps(workers, options)
-    args = (_worker_threads(workers), thread_type, overlap)
+    args = (_worker_threads(workers), thread_type, overlap, os.getpid())
     pool = ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker, initargs=args)
     run_chunk = functools.partial(_run_chunk, Worker(data_cfg, sequence, options, overlap))
     # chunks keep consecutive samples of one video on one worker (its decoded audio stays cached) and
