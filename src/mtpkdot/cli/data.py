@@ -160,6 +160,12 @@ def prepare_cmd(
     strict: bool = typer.Option(
         False, "--strict", help="stop at the first bad sample instead of skipping it"
     ),
+    verify: bool = typer.Option(
+        False,
+        "--verify",
+        help="check a finished store's arrays against their recorded checksums too, not only their "
+        "sizes (reads the whole store); a damaged array is rebuilt",
+    ),
 ) -> None:
     """Decode every sample once into a store of fixed-shape arrays (resumable; re-running does no work).
 
@@ -174,7 +180,7 @@ def prepare_cmd(
         cfg = load_config(config, set_)
         # the store `mtpkdot run` with the same --out (or none) will open: one rule, mtpkdot.layout
         where = store_dir(cfg.data.store, out or default_run_dir(cfg.name))
-        store = prepare(cfg, store_dir=where, workers=workers, strict=strict)
+        store = prepare(cfg, store_dir=where, workers=workers, strict=strict, verify=verify)
     typer.echo(repr(store))
 
 

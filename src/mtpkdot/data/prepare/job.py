@@ -19,7 +19,7 @@ from mtpkdot.data.manifest import path_column, task_spec
 from mtpkdot.data.prepare.kinds import BOX, FALLBACK
 from mtpkdot.data.prepare.options import PrepareOptions
 from mtpkdot.data.prepare.workers import FAILED, NO_FACE, OK, OK_FALLBACK, PENDING, Result, results
-from mtpkdot.data.store import Store
+from mtpkdot.data.store import Store, array_record
 from mtpkdot.registry import DATASETS
 from mtpkdot.signals.errors import SampleError
 
@@ -311,9 +311,10 @@ def _finish(job: Job) -> Store:
     kept = manifest.iloc[ok].reset_index(drop=True)
     atomic_write_csv(kept, store_dir / "manifest.csv")
     fallback = int((job.status == OK_FALLBACK).sum())
-    atomic_write_text(
-        store_dir / "meta.json", json.dumps(_meta(job, kept, stored, n - len(ok), fallback), indent=1)
-    )
+    meta = _meta(job, kept, stored, n - len(ok), fallback)
+    # size and checksum of each array, so that a damaged store is never taken for a finished one
+    meta["arrays"] = {k: array_record(store_dir / f"{k}.npy") for k in stored}
+    atomic_write_text(store_dir / "meta.json", json.dumps(meta, indent=1))
     atomic_write_text(store_dir / "done", job.key)
     job.arrays.clear()
     shutil.rmtree(work, ignore_errors=True)
