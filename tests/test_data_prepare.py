@@ -337,7 +337,7 @@ def test_cli_synth_then_prepare(tmp_path: Path) -> None:
     res = runner.invoke(
         app, ["prepare", str(cfg), "--set", "data.root=nowhere", "--out", str(tmp_path / "s2")]
     )
-    assert res.exit_code == 1 and "nowhere does not exist" in res.output
+    assert res.exit_code == 2 and "nowhere does not exist" in res.output
 
 
 def test_corrupt_npy_is_reported_with_its_path(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from mtpkdot.atomic import atomic_write_text
+from mtpkdot.errors import UserError
 from mtpkdot.registry import METHODS
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 CONFIG_VERSION = 2
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override that does not validate; the message names the key and the file."""
 
 

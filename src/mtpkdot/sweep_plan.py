@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mtpkdot.atomic import atomic_write_text
+from mtpkdot.errors import UserError
 from mtpkdot.layout import RunLayout
 
 GRID_ALIASES = {
@@ -28,7 +29,7 @@ SETTING_KEYS = {v: k for k, v in GRID_ALIASES.items()} | {
 DEFAULT_METHODS = ["none", "mtpkdot"]  # the teacher (upper bound) is trained by every run anyway
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
     """A --grid item that cannot be parsed, or a sweep folder that cannot be read."""
 
 

@@ -3,8 +3,8 @@
 One module per group of commands: :mod:`~mtpkdot.cli.data` (synth, prepare), :mod:`~mtpkdot.cli.run`
 (run, demo, evaluate, export, predict), :mod:`~mtpkdot.cli.report` (report, sweep) and
 :mod:`~mtpkdot.cli.config` (config, list); :mod:`~mtpkdot.cli.common` holds the options several
-commands share and the one-line error path. Heavy imports stay inside the commands so that
-``mtpkdot --help`` is fast.
+commands share and the one-line error path every command runs in. Heavy imports stay inside the
+commands so that ``mtpkdot --help`` is fast.
 """
 
 from __future__ import annotations
@@ -42,6 +42,18 @@ def _root(
 
 for _group in (config, data, run, report):
     _group.register(app)
+
+
+def _guard(typer_app: typer.Typer) -> None:
+    """Run every command of ``typer_app`` (and of its groups) inside :func:`user_errors`, so that an
+    expected failure anywhere in it ends as one ``error:`` line, never a traceback."""
+    for command in typer_app.registered_commands:
+        command.callback = user_errors()(command.callback)
+    for group in typer_app.registered_groups:
+        _guard(group.typer_instance)
+
+
+_guard(app)
 
 
 def main() -> None:

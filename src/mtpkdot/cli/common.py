@@ -10,7 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import click
 import typer
+
+from mtpkdot.errors import STORAGE_ERRNOS, USER_ERROR_EXIT, UserError, describe_os_error, os_error_in
 
 T = TypeVar("T")
 
@@ -37,20 +40,38 @@ def device_option() -> Any:
 
 
 @contextmanager
-def user_errors(code: int = 2) -> Iterator[None]:
-    """Show an expected failure (bad config or data, a run directory that does not match) as one
-    ``error: ...`` line and exit with ``code``; ``MTPKDOT_DEBUG=1`` shows the traceback instead."""
-    from mtpkdot.engine.checkpoint import ConfigMismatchError
+def user_errors(code: int = USER_ERROR_EXIT) -> Iterator[None]:
+    """Show an expected failure as one ``error: ...`` line and exit with ``code``; ``MTPKDOT_DEBUG=1``
+    shows the traceback instead.
 
+    Expected: a :class:`~mtpkdot.errors.UserError` (bad config or data, a run directory that does
+    not match, an unreadable checkpoint, a missing device), the ValueErrors and KeyErrors that
+    validation raises, and any error caused by the operating system refusing a file (a full disk, a
+    size limit, a read-only or forbidden folder), wherever it happens. Anything else is a bug and
+    keeps its traceback."""
     try:
         yield
-    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError, ConfigMismatchError) as exc:
-        if os.environ.get("MTPKDOT_DEBUG"):
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise  # usage errors and exits: click prints them already
+    except Exception as exc:
+        message = _user_message(exc)
+        if message is None or os.environ.get("MTPKDOT_DEBUG"):
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         typer.echo(f"error: {message}", err=True)
         typer.echo("(set MTPKDOT_DEBUG=1 to see the traceback)", err=True)
         raise typer.Exit(code) from None
+
+
+def _user_message(exc: Exception) -> str | None:
+    """The one line ``exc`` is shown as, or None when it is not an expected failure."""
+    if isinstance(exc, OSError):
+        return describe_os_error(exc, action="use")
+    if isinstance(exc, (UserError, ValueError, KeyError)):
+        return str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+    cause = os_error_in(exc)
+    if cause is not None and cause.errno in STORAGE_ERRNOS:  # e.g. torch's error after a full disk
+        return describe_os_error(cause, action="write")
+    return None
 
 
 def comma_list(text: str | None, option: str, item: Callable[[str], T] = str) -> list[T] | None:

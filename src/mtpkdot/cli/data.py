@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from mtpkdot.cli.common import log_to_stderr, out_option, set_option, user_errors
+from mtpkdot.cli.common import log_to_stderr, out_option, set_option
 from mtpkdot.config import SYNTH_DEFAULTS, SynthConfig
 
 synth_app = typer.Typer(
@@ -176,11 +176,10 @@ def prepare_cmd(
     from mtpkdot.layout import default_run_dir, store_dir
 
     log_to_stderr()
-    with user_errors(code=1):  # ConfigError and SampleError are ValueErrors
-        cfg = load_config(config, set_)
-        # the store `mtpkdot run` with the same --out (or none) will open: one rule, mtpkdot.layout
-        where = store_dir(cfg.data.store, out or default_run_dir(cfg.name))
-        store = prepare(cfg, store_dir=where, workers=workers, strict=strict, verify=verify)
+    cfg = load_config(config, set_)
+    # the store `mtpkdot run` with the same --out (or none) will open: one rule, mtpkdot.layout
+    where = store_dir(cfg.data.store, out or default_run_dir(cfg.name))
+    store = prepare(cfg, store_dir=where, workers=workers, strict=strict, verify=verify)
     typer.echo(repr(store))
 
 

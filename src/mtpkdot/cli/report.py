@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from mtpkdot.cli.common import comma_list, log_to_stderr, set_option, user_errors
+from mtpkdot.cli.common import comma_list, log_to_stderr, set_option
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +25,14 @@ def report_cmd(
 
     if not run_dir.is_dir():
         raise typer.BadParameter(f"{run_dir} is not a directory", param_hint="RUN_DIR")
-    with user_errors():
-        if RunLayout(run_dir).sweep_plan.is_file():
-            from mtpkdot.report.sweep import write_sweep_report
+    if RunLayout(run_dir).sweep_plan.is_file():
+        from mtpkdot.report.sweep import write_sweep_report
 
-            path = write_sweep_report(run_dir)
-        else:
-            from mtpkdot.report import write_report
+        path = write_sweep_report(run_dir)
+    else:
+        from mtpkdot.report import write_report
 
-            path = write_report(run_dir)
+        path = write_report(run_dir)
     typer.echo(f"wrote {path} and {path.with_suffix('.html')}")
 
 

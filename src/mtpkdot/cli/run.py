@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from mtpkdot.cli.common import comma_list, device_option, log_to_stderr, out_option, set_option, user_errors
+from mtpkdot.cli.common import comma_list, device_option, log_to_stderr, out_option, set_option
 from mtpkdot.layout import RunLayout, default_run_dir
 
 
@@ -96,8 +96,7 @@ def export_cmd(
     need. No teacher and no privileged backbone are included."""
     from mtpkdot.pipeline.bundle import export_bundle
 
-    with user_errors():
-        path = export_bundle(run_dir, fold, method, out, seed=seed)
+    path = export_bundle(run_dir, fold, method, out, seed=seed)
     typer.echo(f"wrote {path}")
 
 
@@ -115,8 +114,7 @@ def predict_cmd(
     from mtpkdot.pipeline.bundle import predict
 
     plugins.load()
-    with user_errors():
-        rows = predict(bundle, inputs)
+    rows = predict(bundle, inputs)
     for row in rows:
         typer.echo(json.dumps(row))
 
@@ -141,16 +139,15 @@ def run_and_report(
     from mtpkdot.report.tables import format_table
 
     plugins.load()
-    with user_errors():
-        summary = run_experiment(
-            cfg,
-            run_dir,
-            folds=comma_list(folds, "--folds", int),
-            methods=comma_list(methods, "--methods"),
-            seeds=comma_list(seeds, "--seeds", int),
-            device=device,
-            amp=amp,
-        )
+    summary = run_experiment(
+        cfg,
+        run_dir,
+        folds=comma_list(folds, "--folds", int),
+        methods=comma_list(methods, "--methods"),
+        seeds=comma_list(seeds, "--seeds", int),
+        device=device,
+        amp=amp,
+    )
     if rank() != 0:
         return
     written = write_report(run_dir) if report else None

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mtpkdot.atomic import atomic_write_csv, atomic_write_text
+from mtpkdot.errors import DataError
 from mtpkdot.layout import RunLayout
 
 
@@ -86,7 +87,7 @@ def save_folds(path: str | Path, folds: pd.DataFrame, manifest: pd.DataFrame, **
     return path
 
 
-class StaleFoldsError(ValueError):
+class StaleFoldsError(DataError):
     """A persisted fold file that does not belong to this data or this protocol (make new folds)."""
 
 

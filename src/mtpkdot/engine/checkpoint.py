@@ -23,17 +23,17 @@ import numpy as np
 import torch
 
 from mtpkdot.atomic import atomic_torch_save
+from mtpkdot.errors import CheckpointError, RunDirError, UserError
 
 _NDARRAY = "__mtpkdot_ndarray__"
 
 
-class ConfigMismatchError(RuntimeError):
+class ConfigMismatchError(RunDirError):
     """A run directory or checkpoint was produced by a different configuration."""
 
 
-class UnsafeFileError(ValueError):
-    """A file the tool reads holds pickled Python objects beyond tensors and plain containers (a
-    ValueError, so the CLI reports it as one `error:` line)."""
+class UnsafeFileError(UserError, ValueError):
+    """A file the tool reads holds pickled Python objects beyond tensors and plain containers."""
 
 
 def to_plain(obj: Any) -> Any:
@@ -165,7 +165,7 @@ def load_checkpoint(
     except UnsafeFileError:
         raise
     except Exception as exc:  # a torn or foreign file: say which one
-        raise RuntimeError(f"checkpoint {path} cannot be read ({exc}); delete it to retrain") from exc
+        raise CheckpointError(f"checkpoint {path} cannot be read ({exc}); delete it to retrain") from exc
     if section is not None:
         if "config" not in state:
             raise ConfigMismatchError(f"checkpoint {path} holds no config; it was not written by mtpkdot")

@@ -27,6 +27,7 @@ import yaml
 from mtpkdot.atomic import atomic_write_csv, atomic_write_text
 from mtpkdot.config import Config, config_from_dict, config_to_dict, dump_config, migrate
 from mtpkdot.engine.checkpoint import check_config, config_hash
+from mtpkdot.errors import DeviceError
 from mtpkdot.layout import DONE, RunLayout, row_order
 from mtpkdot.pipeline.context import LOCATION_KEYS, Dist, FoldContext, plain
 
@@ -41,7 +42,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
+        raise DeviceError(
+            "--device cuda was asked for but torch sees no CUDA device (use --device cpu or auto)"
+        )
     return torch.device(name)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mtpkdot import layout
-from mtpkdot.atomic import atomic_write_csv, atomic_write_text
+from mtpkdot.atomic import atomic_write_csv, atomic_write_text, file_set
 from mtpkdot.report import figures as F
 from mtpkdot.report.document import Block, Figure, Heading, Note, Table, Text, render_markdown
 from mtpkdot.report.findings import (
@@ -542,6 +542,7 @@ def build_blocks(run: RunDir) -> tuple[list[Block], pd.DataFrame | None]:
     return blocks, summary
 
 
+@file_set()  # report.md, report.html, figures and results.csv: all new or all old
 def write_report(run_dir: str | Path) -> Path:
     """Write ``report.md``, ``report.html``, ``figures/*.png`` and ``results.csv`` into ``run_dir``.
 

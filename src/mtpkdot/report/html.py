@@ -8,6 +8,7 @@ import html
 import re
 from pathlib import Path
 
+from mtpkdot.atomic import staged
 from mtpkdot.report.document import Block, Figure, Heading, Note, Table, Text, alt_text
 
 STYLE = """
@@ -33,7 +34,8 @@ def _inline(text: str) -> str:
 
 
 def image_data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    # staged: inside the report's file set a figure just drawn is still under its temporary name
+    return "data:image/png;base64," + base64.b64encode(staged(path).read_bytes()).decode("ascii")
 
 
 def render_html(blocks: list[Block], title: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from mtpkdot import layout
-from mtpkdot.atomic import atomic_write_csv, atomic_write_text
+from mtpkdot.atomic import atomic_write_csv, atomic_write_text, file_set
 from mtpkdot.layout import RunLayout
 from mtpkdot.sweep_plan import SETTING_KEYS, Point, read_plan
 
@@ -179,6 +179,7 @@ def centroid_blocks(out_dir: Path, table: pd.DataFrame, points: Sequence[Point])
     return blocks
 
 
+@file_set()  # sweep.csv, the report's markdown, HTML and figure: all new or all old
 def write_sweep_report(out_dir: str | Path) -> Path:
     """Write ``sweep.csv``, ``sweep_report.md``, ``sweep_report.html`` and ``figures/fig7_sweep.png``."""
     from mtpkdot.report import figures as F

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from mtpkdot.errors import DataError
 
-class SampleError(ValueError):
+
+class SampleError(DataError):
     """A sample that cannot be decoded into the store; the message names the file and the problem."""
 
 
