@@ -16,7 +16,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from helpers import set_args, tiny_overrides
+from helpers import DEMO_CONFIG, set_args, tiny_overrides
 from mtpkdot.atomic import atomic_torch_save, atomic_write_text
 from mtpkdot.cli import app
 from mtpkdot.errors import USER_ERROR_EXIT, FileError
@@ -239,6 +239,34 @@ def test_a_file_size_limit_while_writing_the_report_keeps_both_old_files(tiny):
     assert "Traceback" not in res.stderr
     assert f"error: cannot write {run / 'report.html'}: File too large" in res.stderr
     assert _still_old(run) and _leftovers(run) == []
+
+
+# --- prepare: a full disk is an error line, not a SIGBUS ----------------------------------------------
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 64 KiB tmpfs (needs root and the right to mount; skipped otherwise): smaller than the store."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_during_prepare_is_one_line(tiny, small_tmpfs):
+    sets = [s for s in tiny["sets"] if not s.startswith("data.store=")] + [
+        f"data.store={small_tmpfs / 'store'}"
+    ]
+    cmd = [sys.executable, "-m", "mtpkdot", "prepare", str(DEMO_CONFIG)] + set_args(sets)
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tiny["base"])
+    assert res.returncode == USER_ERROR_EXIT, (res.returncode, res.stderr[-2000:])
+    assert "Traceback" not in res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], res.stderr[-2000:]
+    assert str(small_tmpfs / "store") in errors[0]
 
 
 def test_atomic_writes_of_a_set_land_together(tmp_path):

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mtpkdot.atomic import atomic_write_csv
+
 WIDTH, HEIGHT, FPS, DURATION = 1388, 1038, 25, 5.5
 SIGNAL_RATE = 512
 BIO_COLUMNS = ("gsr", "ecg", "emg_trapezius", "emg_corrugator", "emg_zygomaticus")
@@ -227,7 +229,7 @@ def make_photo_biovid(
                     "sample_name": name,
                 }
             )
-    pd.DataFrame(rows).to_csv(root / "samples.csv", sep="\t", index=False)
+    atomic_write_csv(pd.DataFrame(rows), root / "samples.csv", sep="\t")  # never half an index
     return root
 
 

@@ -3,6 +3,7 @@ fallback, and the finished store (arrays, manifest, ``prepare_report.csv``, ``me
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from mtpkdot.data.prepare.kinds import BOX, FALLBACK
 from mtpkdot.data.prepare.options import PrepareOptions
 from mtpkdot.data.prepare.workers import FAILED, NO_FACE, OK, OK_FALLBACK, PENDING, Result, results
 from mtpkdot.data.store import Store, array_record
+from mtpkdot.errors import file_error
 from mtpkdot.registry import DATASETS
 from mtpkdot.signals.errors import SampleError
 
@@ -102,7 +104,6 @@ def _open_work(job: Job) -> None:
 def _probe(job: Job) -> None:
     """The first sample that decodes fixes every array's shape and dtype (``shapes.json``)."""
     import numpy as np
-    from numpy.lib.format import open_memmap
 
     n, early = len(job.rows), {}
     for i in range(n):
@@ -118,16 +119,43 @@ def _probe(job: Job) -> None:
         )
     specs = {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in res.items()}
     job.arrays = {
-        k: open_memmap(job.work / f"{k}.npy", mode="w+", dtype=s["dtype"], shape=(n, *s["shape"]))
-        for k, s in specs.items()
+        k: _new_array(job.work / f"{k}.npy", s["dtype"], (n, *s["shape"])) for k, s in specs.items()
     }
-    job.status = open_memmap(job.work / "status.npy", mode="w+", dtype=np.int8, shape=(n,))
+    job.status = _new_array(job.work / "status.npy", np.int8, (n,))
     for j, code in early.items():
         job.status[j] = code
     job.specs = specs
     _keep(job, i, res)
     _flush(job)
     atomic_write_text(job.work / "shapes.json", json.dumps(specs))
+
+
+def _new_array(path: Path, dtype: Any, shape: tuple[int, ...]) -> Any:
+    """A new memory-mapped ``.npy`` array whose disk blocks are reserved before anything is written:
+    a sparse mapped file on a full disk kills the process with SIGBUS at the first write, where the
+    reservation fails with an error naming the file."""
+    from numpy.lib.format import open_memmap
+
+    try:
+        array = open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        _reserve(path)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise file_error(exc, path) from exc
+    return array
+
+
+def _reserve(path: Path) -> None:
+    if not hasattr(os, "posix_fallocate"):  # not on macOS: the file stays sparse, as before
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # a file system without it
+            raise
+    finally:
+        os.close(fd)
 
 
 def _results(job: Job, items: list[tuple[int, dict[str, Any]]], workers: int) -> Iterator[Result]:
@@ -288,7 +316,6 @@ def _report(job: Job) -> pd.DataFrame:
 
 def _finish(job: Job) -> Store:
     import numpy as np
-    from numpy.lib.format import open_memmap
 
     store_dir, work, manifest, n = job.store_dir, job.work, job.manifest, len(job.manifest)
     atomic_write_csv(_report(job), store_dir / "prepare_report.csv")
@@ -303,7 +330,7 @@ def _finish(job: Job) -> Store:
             os.replace(work / f"{k}.npy", dst)
         else:
             src = job.arrays[k]
-            out = open_memmap(dst, mode="w+", dtype=src.dtype, shape=(len(ok), *src.shape[1:]))
+            out = _new_array(dst, src.dtype, (len(ok), *src.shape[1:]))
             for s in range(0, len(ok), 64):  # chunked copy: never the whole array in RAM
                 out[s : s + 64] = src[ok[s : s + 64]]
             out.flush()
