@@ -57,10 +57,10 @@ def crossfit_run(tmp_path_factory):
         Normalizer.fit.__func__,
     )
 
-    def run_trained_stage(ctx, stage, build):
+    def run_trained_stage(ctx, stage, build, *rest):
         current.append(stage)
         try:
-            return orig_stage(ctx, stage, build)
+            return orig_stage(ctx, stage, build, *rest)
         finally:
             current.pop()
 

@@ -188,7 +188,12 @@ def test_export_works_after_the_store_is_deleted(tiny, tmp_path):
 
 
 def test_stale_feature_cache_is_detected(tiny, tmp_path):
-    """A backbone checkpoint that no longer matches the cached features stops the run, naming the cache."""
+    """A backbone checkpoint that no longer matches the cached features stops the run, naming the cache;
+    deleting the cache, as the message says, recomputes it and retrains what was built on it.
+
+    The markers are made those of a run before they recorded their inputs (the stage's config hash
+    alone): a run today notices the changed backbone from the marker and recomputes the cache itself.
+    """
     import shutil
 
     import torch
@@ -205,12 +210,22 @@ def test_stale_feature_cache_is_detected(tiny, tmp_path):
     save_checkpoint(
         best, {k: v for k, v in state.items() if k not in ("config", "config_hash")}, state["config"]
     )
+    for done in (run / "seed0").glob("fold*/*/done"):
+        done.write_text(done.read_text().splitlines()[0] + "\n")
     teacher = run / "seed0" / "fold1" / "teacher" / "best.pt"
     stamp = teacher.stat().st_mtime_ns
     args = ["demo", "--out", str(run), "--device", "cpu"] + set_args(tiny["sets"])
-    with pytest.raises(RuntimeError, match=r"feature cache of 'video' was computed with another backbone"):
+    with pytest.raises(
+        RuntimeError, match=r"feature cache of 'video' was computed with another backbone"
+    ) as err:
         invoke(args)
     assert teacher.stat().st_mtime_ns == stamp  # nothing downstream ran on the stale features
+    assert torch.equal(load_checkpoint(best)["modules"]["model"][key], weights[key])
+    features = run / "seed0" / "fold1" / "features"
+    assert f"delete {features} to recompute it" in str(err.value)
+    shutil.rmtree(features)
+    assert invoke(args).exit_code == 0
+    assert teacher.stat().st_mtime_ns != stamp  # the teacher trained again on the recomputed features
     assert torch.equal(load_checkpoint(best)["modules"]["model"][key], weights[key])
 
 

@@ -92,10 +92,10 @@ def runs(tmp_path_factory):
         rec.train.setdefault(stage, set()).update(int(i) for b in out for i in b)
         return out
 
-    def finish(ctx, stage, evaluate, best_epoch):
+    def finish(ctx, stage, evaluate, best_epoch, *rest):
         rec.stage, rec.phase = stage, "test"
         try:
-            return orig_finish(ctx, stage, evaluate, best_epoch)
+            return orig_finish(ctx, stage, evaluate, best_epoch, *rest)
         finally:
             rec.stage = None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +27,10 @@ from torch import nn
 from mtpkdot import layout
 from mtpkdot.dist import all_reduce_sum, is_distributed
 from mtpkdot.engine.callbacks import INTERRUPT_ENV, Callback, progress_enabled
-from mtpkdot.engine.checkpoint import load_checkpoint, save_checkpoint
+from mtpkdot.engine.checkpoint import ConfigMismatchError, load_checkpoint, save_checkpoint
 from mtpkdot.engine.seed import get_rng_state, set_rng_state
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "INTERRUPT_ENV",  # here too for the resume tests and the pipeline, which import it from the loop
@@ -192,11 +195,25 @@ class Trainer:
         return FitResult(stopping.best_epoch, best_score, epochs_run=epoch, history=self.history)
 
     def _restore(self, stopping: EarlyStopping) -> dict[str, dict[str, torch.Tensor]]:
-        """Resume from ``last.pt`` when there is one; the module states of the best epoch so far."""
-        last_path, best_path = self.stage_dir / layout.LAST, self.stage_dir / layout.BEST
+        """Resume from ``last.pt`` when there is one and ``best.pt`` holds the epoch it selected;
+        the module states of the best epoch so far. Without that ``best.pt`` a resumed run would
+        end on weights that are not the selected ones, so the stage trains from the start."""
+        last_path = self.stage_dir / layout.LAST
         if not last_path.is_file():
             return _module_states(self.modules)
         state = load_checkpoint(last_path, self.section)
+        best = self._selected(state["best_epoch"])
+        if best is None:
+            log.warning(
+                "%s: %s does not hold epoch %d, which %s selected (missing, unreadable or from another "
+                "run); training %s from the start",
+                self.stage_dir,
+                layout.BEST,
+                state["best_epoch"],
+                layout.LAST,
+                self.stage,
+            )
+            return _module_states(self.modules)
         for name, module in self.modules.items():
             module.load_state_dict(state["modules"][name])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -208,9 +225,20 @@ class Trainer:
         self.extra.update(state.get("extra", {}))
         self.start = self.epochs + 1 if state.get("stopped") else state["epoch"] + 1
         self.resumed = True
-        if best_path.is_file():
-            return load_checkpoint(best_path, self.section)["modules"]
-        return _module_states(self.modules)
+        return best or _module_states(self.modules)
+
+    def _selected(self, best_epoch: int) -> dict[str, dict[str, torch.Tensor]] | None:
+        """The module states ``best.pt`` holds for ``best_epoch`` ({} when no epoch was selected
+        yet); None when it does not hold them."""
+        if best_epoch < 1:
+            return {}
+        try:
+            best = load_checkpoint(self.stage_dir / layout.BEST, self.section)
+        except ConfigMismatchError:
+            raise
+        except (FileNotFoundError, RuntimeError):
+            return None
+        return best["modules"] if best.get("epoch") == best_epoch else None
 
     def _set_lr(self, epoch: int) -> None:
         if self.lr_factor is None:

@@ -4,7 +4,9 @@ A stage is a folder ``runs/<exp>/seed<s>/fold<k>/<stage>/`` (``mtpkdot.layout``)
 holds the config section the stage depends on (its own settings plus the hashes of the stages it
 builds on, declared in ``mtpkdot.pipeline.graph``), so a
 changed setting is detected at the stage it affects; ``done`` marks a finished stage and holds that
-section's hash.
+section's hash, the hashes of the files the stage wrote and of the stages it read
+(:mod:`mtpkdot.pipeline.marker`): a stage whose files went missing or changed, or whose input
+changed, is trained again.
 
 The graph sits above the stage code and the runner, which read sections through the context, so the
 context does not import it: whoever builds a :class:`FoldContext` hands it the graph's section function.
@@ -13,7 +15,8 @@ context does not import it: whoever builds a :class:`FoldContext` hands it the g
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +27,26 @@ import yaml
 
 from mtpkdot.atomic import atomic_write_text
 from mtpkdot.config import Config
-from mtpkdot.engine.checkpoint import check_config, config_hash
-from mtpkdot.layout import DONE, FEATURES, STAGE_CONFIG, RunLayout, feature_file, student_feature_file
+from mtpkdot.engine.checkpoint import (
+    ConfigMismatchError,
+    check_config,
+    config_hash,
+    file_hash,
+    load_checkpoint,
+)
+from mtpkdot.layout import (
+    BEST,
+    DONE,
+    FEATURES,
+    LAST,
+    STAGE_CONFIG,
+    RunLayout,
+    feature_file,
+    student_feature_file,
+)
+from mtpkdot.pipeline.marker import Marker
+
+log = logging.getLogger(__name__)
 
 # data settings that say where things are, not what they are: moving a dataset keeps its results
 LOCATION_KEYS = ("root", "annotations_root", "videos_root", "manifest", "store", "workers")
@@ -144,8 +165,11 @@ class FoldContext:
         return sec
 
     # ---- done markers ------------------------------------------------------------------------
-    def is_done(self, stage: str) -> bool:
-        """True when ``stage`` finished with this config; raises when it ran with another config."""
+    def is_done(self, stage: str, outputs: Sequence[str] = (), inputs: Sequence[str] = ()) -> bool:
+        """True when ``stage`` finished with this config, its ``outputs`` (file names in its folder)
+        are the files its marker records and its ``inputs`` (upstream stages) are unchanged; raises
+        when it ran with another config. A finished stage that fails the check loses its marker and
+        checkpoints, so it is trained again from the start."""
         d = self.stage_dir(stage)
         sec = self.recorded_section(stage)
         cfg_path = d / STAGE_CONFIG
@@ -154,11 +178,77 @@ class FoldContext:
             check_config(stored, sec, cfg_path)
         elif self.write:
             atomic_write_text(cfg_path, yaml.safe_dump(sec, sort_keys=False))
-        return (d / DONE).is_file()
-
-    def mark_done(self, stage: str) -> None:
+        if not (d / DONE).is_file():
+            return False
+        problem = self._done_problem(stage, outputs, inputs)
+        self.dist.barrier()  # every rank has read the marker before rank 0 removes it
+        if problem is None:
+            return True
+        log.warning("%s: %s; training it again", d, problem)
         if self.write:
-            atomic_write_text(self.stage_dir(stage) / DONE, config_hash(self.recorded_section(stage)) + "\n")
+            for name in (DONE, BEST, LAST):
+                (d / name).unlink(missing_ok=True)
+        self.dist.barrier()
+        return False
+
+    def _done_problem(self, stage: str, outputs: Sequence[str], inputs: Sequence[str]) -> str | None:
+        """Why the finished ``stage`` cannot be used as it is (None: it can)."""
+        d = self.stage_dir(stage)
+        try:
+            marker = Marker.parse((d / DONE).read_text())
+        except ValueError as exc:
+            return f"its done marker cannot be read ({exc})"
+        missing = [name for name in outputs if not (d / name).is_file()]
+        if missing:
+            return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+        if marker.legacy:
+            return self._check_legacy(stage, outputs, inputs)
+        for name in outputs:
+            if marker.outputs.get(name) != file_hash(d / name):
+                return f"{name} is not the file its done marker records (changed or truncated)"
+        for up in inputs:
+            if marker.inputs.get(up) != self._fingerprint(up):
+                return f"the stage it builds on, {up}, changed after it ran"
+        return None
+
+    def _check_legacy(self, stage: str, outputs: Sequence[str], inputs: Sequence[str]) -> str | None:
+        """A marker of a run before outputs were recorded: its checkpoints must load; then the
+        hashes of its outputs and inputs are recorded, as a run today would have."""
+        d = self.stage_dir(stage)
+        for name in outputs:
+            if name.endswith(".pt"):
+                try:
+                    load_checkpoint(d / name, self.recorded_section(stage))
+                except ConfigMismatchError:
+                    raise
+                except RuntimeError:
+                    return f"{name} cannot be read"
+        self.mark_done(stage, outputs, inputs)
+        return None
+
+    def has_old_marker(self, stage: str) -> bool:
+        """Whether ``stage`` finished in a run from before markers recorded outputs and inputs."""
+        done = self.stage_dir(stage) / DONE
+        try:
+            return done.is_file() and Marker.parse(done.read_text()).legacy
+        except ValueError:
+            return False
+
+    def _fingerprint(self, stage: str) -> str | None:
+        done = self.stage_dir(stage) / DONE
+        return file_hash(done) if done.is_file() else None
+
+    def mark_done(self, stage: str, outputs: Sequence[str] = (), inputs: Sequence[str] = ()) -> None:
+        """Write ``stage``'s marker: its section's hash, and those of its ``outputs`` and ``inputs``."""
+        if not self.write:
+            return
+        d = self.stage_dir(stage)
+        marker = Marker(
+            config_hash(self.recorded_section(stage)),
+            {name: file_hash(d / name) for name in outputs},
+            {up: str(self._fingerprint(up)) for up in inputs},
+        )
+        atomic_write_text(d / DONE, marker.text())
 
     def write_json(self, path: Path, data: dict[str, Any]) -> None:
         if self.write:

@@ -20,7 +20,7 @@ import mtpkdot.distill  # noqa: F401  (registers the built-in methods, whose opt
 from mtpkdot import layout
 from mtpkdot.engine.checkpoint import config_hash
 from mtpkdot.pipeline.context import FoldContext, plain
-from mtpkdot.pipeline.runner import Trainable, run_computed_stage, run_trained_stage
+from mtpkdot.pipeline.runner import TRAINED_OUTPUTS, Trainable, run_computed_stage, run_trained_stage
 from mtpkdot.pipeline.stages.adapters import train_adapters
 from mtpkdot.pipeline.stages.backbone import train_backbone
 from mtpkdot.pipeline.stages.crossfit import crossfit_instance, inner_folds, train_crossfit
@@ -55,7 +55,9 @@ class Stage:
     part as a run folder from before config version 2 holds it, where the two differ (:func:`v1_section`).
     Exactly one of
     ``train(ctx, instance) -> Trainable`` (run by the shared runner) or ``compute(ctx)`` (a stage that
-    trains nothing); ``check(ctx)`` runs after the stage, done or not.
+    trains nothing); ``check(ctx)`` runs after the stage, done or not. ``outputs(ctx, instance)``:
+    the files a computed stage writes, which its ``done`` marker vouches for (a trained stage's are
+    its ``best.pt`` and ``test.json``).
     """
 
     name: str
@@ -66,6 +68,7 @@ class Stage:
     train: Callable[[FoldContext, str | None], Trainable] | None = None
     compute: Callable[[FoldContext], None] | None = None
     check: Callable[[FoldContext], None] | None = None
+    outputs: Callable[[FoldContext, str | None], list[str]] | None = None
     tested: bool = field(default=False)  # writes test.json (a row of summary.csv)
     v1_settings: Callable[[FoldContext, str | None], dict[str, Any]] | None = None
 
@@ -123,6 +126,18 @@ def _with_inner_fold(ctx: FoldContext, instance: str | None, backbone: Callable[
 
 def _crossfits(cfg: Any) -> bool:
     return bool(cfg.features.crossfit)
+
+
+def _feature_outputs(ctx: FoldContext, _: str | None) -> list[str]:
+    files = [layout.feature_file(m) for m in ctx.order]
+    if _crossfits(ctx.cfg):
+        files += [layout.student_feature_file(m) for m in ctx.prevalent]
+    return files + [layout.FEATURE_META]
+
+
+def _lower_bound_outputs(ctx: FoldContext, _: str | None) -> list[str]:
+    # several prevalent modalities train a fusion (a checkpoint); one copies its backbone's result
+    return [layout.TEST, layout.BEST] if len(ctx.prevalent) > 1 else [layout.TEST]
 
 
 def _student_dump(ctx: FoldContext) -> dict[str, Any]:
@@ -185,6 +200,7 @@ STAGES: tuple[Stage, ...] = (
         settings=lambda ctx, _: {"crossfit": ctx.cfg.features.crossfit} if _crossfits(ctx.cfg) else {},
         compute=extract_features,
         check=check_feature_cache,
+        outputs=_feature_outputs,
     ),
     Stage(
         layout.TEACHER,
@@ -219,6 +235,7 @@ STAGES: tuple[Stage, ...] = (
         sections=("student", "teacher"),
         settings=_lower_bound_settings,
         compute=lower_bound,
+        outputs=_lower_bound_outputs,
         tested=True,
     ),
     Stage(
@@ -280,30 +297,59 @@ def v1_section(ctx: FoldContext, stage: str) -> dict[str, Any] | None:
     return section(ctx, stage, v1=True) if ctx.cfg.v1_expressible() else None
 
 
+def inputs(ctx: FoldContext, spec: Stage) -> list[str]:
+    """The stage folders ``spec`` reads (those of its section), whose ``done`` markers its own
+    marker records: a retrained upstream stage makes it train again."""
+    out: list[str] = []
+    for r in map(_read, spec.reads.values()):
+        if r.when is None or r.when(ctx.cfg):
+            up = BY_NAME[r.stage]
+            out += [up.instance_name(i) for i in up.instances(ctx.order, [], ctx.cfg.features.crossfit)]
+    return out
+
+
 def stage_names(modalities: Sequence[str], methods: Sequence[str], crossfit: int = 0) -> list[str]:
     """Every stage folder of one fold, in run order (``crossfit``: ``features.crossfit``)."""
     return [s.instance_name(i) for s in STAGES for i in s.instances(modalities, methods, crossfit)]
 
 
+def outputs(ctx: FoldContext, spec: Stage, instance: str | None) -> list[str]:
+    """The files of a finished stage that its ``done`` marker vouches for."""
+    return spec.outputs(ctx, instance) if spec.outputs is not None else list(TRAINED_OUTPUTS)
+
+
 def run_stage(ctx: FoldContext, spec: Stage, instance: str | None) -> None:
     name = spec.instance_name(instance)
+    reads = inputs(ctx, spec)
     if spec.train is not None:
         train = spec.train
-        run_trained_stage(ctx, name, lambda: train(ctx, instance))
+        run_trained_stage(ctx, name, lambda: train(ctx, instance), reads)
     elif spec.compute is not None:
         compute = spec.compute
-        run_computed_stage(ctx, name, lambda: compute(ctx))
+        run_computed_stage(ctx, name, lambda: compute(ctx), outputs(ctx, spec, instance), reads)
     if spec.check is not None:
         spec.check(ctx)
 
 
 def run_fold(ctx: FoldContext, methods: list[str], progress: Callable[[str], None] | None = None) -> None:
     """Every stage of one fold, in declaration order; finished stages are skipped."""
+    record_old_markers(ctx, methods)
     for spec in STAGES:
         for instance in spec.instances(ctx.order, methods, ctx.cfg.features.crossfit):
             run_stage(ctx, spec, instance)
             if progress is not None:
                 progress(spec.instance_name(instance))
+
+
+def record_old_markers(ctx: FoldContext, methods: list[str]) -> None:
+    """Check the finished stages of a run from before markers recorded outputs and inputs, and record
+    them, for the whole fold before any stage runs: a stage recomputed in this run (its folder
+    deleted to recompute it) is then seen as changed by the stages after it."""
+    for spec in STAGES:
+        for instance in spec.instances(ctx.order, methods, ctx.cfg.features.crossfit):
+            name = spec.instance_name(instance)
+            if ctx.has_old_marker(name):
+                ctx.is_done(name, outputs(ctx, spec, instance), inputs(ctx, spec))
 
 
 def upstream(name: str) -> set[str]:

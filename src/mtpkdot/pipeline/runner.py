@@ -141,10 +141,19 @@ def data_parallel(
     return DistributedDataParallel(StageStep(stage, modules, compute), device_ids=device_ids)
 
 
+# what a trained stage's done marker vouches for
+TRAINED_OUTPUTS = (layout.BEST, layout.TEST)
+
+
 def finish(
-    ctx: FoldContext, stage: str, evaluate: Callable[[np.ndarray], dict[str, float]], best_epoch: int
+    ctx: FoldContext,
+    stage: str,
+    evaluate: Callable[[np.ndarray], dict[str, float]],
+    best_epoch: int,
+    inputs: Sequence[str] = (),
 ) -> None:
-    """Evaluate the selected checkpoint ONCE on the fold's test subjects (``test.json``); mark the stage done."""
+    """Evaluate the selected checkpoint ONCE on the fold's test subjects (``test.json``); mark the
+    stage done, recording its outputs and its ``inputs`` (the stages it read)."""
     test = ctx.split["test"]
     ctx.write_json(
         ctx.stage_dir(stage) / layout.TEST,
@@ -157,7 +166,7 @@ def finish(
             **evaluate(test),
         },
     )
-    ctx.mark_done(stage)
+    ctx.mark_done(stage, TRAINED_OUTPUTS, inputs)
     ctx.dist.barrier()
 
 
@@ -210,27 +219,37 @@ def fit_trainable(ctx: FoldContext, stage: str, t: Trainable) -> FitResult:
     return trainer.fit(train_epoch, lambda: t.evaluate(ctx.split["val"]))
 
 
-def run_trained_stage(ctx: FoldContext, stage: str, build: Callable[[], Trainable]) -> None:
+def run_trained_stage(
+    ctx: FoldContext, stage: str, build: Callable[[], Trainable], inputs: Sequence[str] = ()
+) -> None:
     """Skip when done; else seed, build, fit, run the after-fit hook, test once and mark done."""
-    if ctx.is_done(stage):
+    if ctx.is_done(stage, TRAINED_OUTPUTS, inputs):
         return
-    train_and_test(ctx, stage, build)
+    train_and_test(ctx, stage, build, inputs)
 
 
-def train_and_test(ctx: FoldContext, stage: str, build: Callable[[], Trainable]) -> None:
+def train_and_test(
+    ctx: FoldContext, stage: str, build: Callable[[], Trainable], inputs: Sequence[str] = ()
+) -> None:
     """Seed, build, fit, run the after-fit hook, test once and mark done (not checked for done)."""
     seed_everything(derive_seed(ctx.seed, ctx.fold, draw_stream(stage)))
     t = build()
     res = fit_trainable(ctx, stage, t)
     if t.after_fit is not None:
         t.after_fit()
-    finish(ctx, stage, t.evaluate, res.best_epoch)
+    finish(ctx, stage, t.evaluate, res.best_epoch, inputs)
 
 
-def run_computed_stage(ctx: FoldContext, stage: str, compute: Callable[[], None]) -> None:
+def run_computed_stage(
+    ctx: FoldContext,
+    stage: str,
+    compute: Callable[[], None],
+    outputs: Sequence[str] = (),
+    inputs: Sequence[str] = (),
+) -> None:
     """A stage that trains nothing (the feature cache): skip when done, else compute and mark done."""
-    if ctx.is_done(stage):
+    if ctx.is_done(stage, outputs, inputs):
         return
     compute()
-    ctx.mark_done(stage)
+    ctx.mark_done(stage, outputs, inputs)
     ctx.dist.barrier()
