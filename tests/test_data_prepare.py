@@ -112,6 +112,54 @@ def test_interrupted_prepare_resumes_with_the_rest(tmp_path: Path, biovid: Path,
     assert third.calls == 0
 
 
+class Bars:
+    """Stands in for tqdm: records each bar's total, where its count starts and where it ends."""
+
+    made: list[Bars] = []
+
+    def __init__(self, iterable, total: int, initial: int = 0, **kw) -> None:
+        self.iterable, self.total, self.initial, self.n = iterable, total, initial, initial
+        Bars.made.append(self)
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.n += 1
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture()
+def bars(monkeypatch) -> list[Bars]:
+    Bars.made = []
+    monkeypatch.setattr("tqdm.tqdm", Bars)
+    return Bars.made
+
+
+def test_prepare_bar_counts_every_sample(tmp_path: Path, biovid: Path, bars) -> None:
+    """The first sample is prepared apart (it fixes the array shapes) and still counts: 12 of 12."""
+    prepare(_cfg(biovid), tmp_path / "s", progress=True)
+    assert [(b.initial, b.n, b.total) for b in bars] == [(1, 12, 12)]
+
+
+def test_resumed_prepare_says_so_and_counts_from_the_samples_done(
+    tmp_path: Path, biovid: Path, monkeypatch, bars, caplog
+) -> None:
+    caplog.set_level("INFO", logger="mtpkdot")
+    monkeypatch.setattr(workers, "process_sample", Counter(stop_after=5))
+    with pytest.raises(KeyboardInterrupt):
+        prepare(_cfg(biovid), tmp_path / "s", progress=False, options=PrepareOptions(flush_seconds=0.0))
+    assert "resum" not in caplog.text
+    bars.clear()
+    monkeypatch.setattr(workers, "process_sample", REAL_PROCESS)
+    prepare(_cfg(biovid), tmp_path / "s", progress=True)
+    assert (
+        f"resuming the interrupted prepare of {tmp_path / 's'}: 5 of 12 samples already done" in caplog.text
+    )
+    assert [(b.initial, b.n, b.total) for b in bars] == [(5, 12, 12)]
+
+
 @pytest.fixture()
 def damaged(tmp_path: Path, biovid: Path) -> tuple[Path, dict[str, str]]:
     """A copy of the dataset with one corrupt video, one truncated CSV, one NaN CSV, one missing column."""

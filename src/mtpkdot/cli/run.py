@@ -154,7 +154,7 @@ def run_and_report(
     typer.echo(format_table(summary))
     typer.echo(f"\nresults: {RunLayout(run_dir).summary}")
     if written is not None:
-        typer.echo(f"report:  {written}")
+        typer.echo(f"report:  {written} and {RunLayout(run_dir).report_html}")
     typer.echo(f"run dir: {run_dir}  (per fold and stage: seed<s>/fold<k>/<stage>/metrics.csv, test.json)")
 
 

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from mtpkdot import layout
 from mtpkdot.atomic import atomic_write_text
+
+log = logging.getLogger("mtpkdot.engine")
 
 INTERRUPT_ENV = "MTPKDOT_INTERRUPT"
 """``<stage>:<epoch>``: raise :class:`StageInterrupted` after that epoch's checkpoint (tests of resume)."""
@@ -57,8 +61,27 @@ class Callback:
         """Fit ends: by its last epoch, early stopping or an exception."""
 
 
+PROGRESS_SECONDS_ENV = "MTPKDOT_PROGRESS_SECONDS"
+"""Seconds between two progress lines of a stage when stderr is not a terminal (default 30)."""
+
+
 def progress_enabled() -> bool:
+    """Whether to draw progress bars: only on a terminal (in a log file a bar is a heap of redraws)."""
     return sys.stderr.isatty() and os.environ.get("MTPKDOT_NO_PROGRESS", "") == ""
+
+
+def progress_seconds() -> float:
+    """``MTPKDOT_PROGRESS_SECONDS`` as a number of seconds (0: a line after every epoch)."""
+    text = os.environ.get(PROGRESS_SECONDS_ENV, "").strip()
+    if not text:
+        return 30.0
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also NaN
+        raise ValueError(f"{PROGRESS_SECONDS_ENV} must be a number of seconds >= 0, got {text!r}")
+    return seconds
 
 
 class MetricsCsv(Callback):
@@ -156,6 +179,33 @@ class ProgressBar(Callback):
             self._bar = None
 
 
+class ProgressLines(Callback):
+    """Without a terminal (nohup, CI, a log file) a log line per stage at most every ``every``
+    seconds: where, stage, epoch and seconds so far, so that a long stage does not look hung."""
+
+    def __init__(
+        self, primary: str, where: str = "", every: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.primary = primary
+        self.where = where
+        self.every = every
+        self.clock = clock
+        self._started = self._last = 0.0
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self._started = self._last = self.clock()
+
+    def on_checkpoint(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        now = self.clock()
+        if now - self._last < self.every:
+            return
+        self._last = now
+        score = f"val {self.primary} {float(row[f'val_{self.primary}']):.4g}"
+        place = f"{self.where} {trainer.stage}" if self.where else trainer.stage
+        took = now - self._started
+        log.info("%s: epoch %d/%d, %s, %.0f s", place, row["epoch"], trainer.epochs, score, took)
+
+
 class Interrupt(Callback):
     """Raises :class:`StageInterrupted` after the checkpoint of the epoch ``MTPKDOT_INTERRUPT`` names."""
 
@@ -188,11 +238,17 @@ class Hooks(Callback):
 
 
 def standard_callbacks(
-    primary: str, *, write: bool = True, tensorboard: bool = False, progress: bool | None = None
+    primary: str,
+    *,
+    write: bool = True,
+    tensorboard: bool = False,
+    progress: bool | None = None,
+    where: str = "",
 ) -> list[Callback]:
     """metrics.csv, TensorBoard (``tensorboard``), the progress bar (``progress``; None: when stderr
-    is a terminal) and the interrupt hook. ``write=False`` (a DDP rank other than 0) writes nothing
-    and shows nothing, but checks for TensorBoard like rank 0 and honours the interrupt."""
+    is a terminal) or else progress lines (prefixed ``where``, e.g. the seed and fold), and the
+    interrupt hook. ``write=False`` (a DDP rank other than 0) writes nothing and shows nothing, but
+    checks for TensorBoard like rank 0 and honours the interrupt."""
     callbacks: list[Callback] = []
     if tensorboard:
         check_tensorboard()  # every rank, before any training
@@ -202,5 +258,7 @@ def standard_callbacks(
             callbacks.append(TensorBoard())
         if progress_enabled() if progress is None else progress:
             callbacks.append(ProgressBar(primary))
+        else:
+            callbacks.append(ProgressLines(primary, where, every=progress_seconds()))
     callbacks.append(Interrupt())
     return callbacks

@@ -104,10 +104,8 @@ def open_store(cfg: Config, run_dir: Path, dist: Dist) -> Any:
     from mtpkdot.data.store import Store
 
     path = store_path(cfg, run_dir)
-    if dist.is_main:
-        from mtpkdot.engine.loop import progress_enabled
-
-        prepare(cfg, path, progress=progress_enabled())
+    if dist.is_main:  # its messages (resumed, prepared, up to date) also without a terminal
+        prepare(cfg, path, progress=True)
     dist.barrier()
     store = Store(path)
     if dist.is_main:
@@ -182,6 +180,7 @@ def run_experiment(
 
     # the built-in methods register on import; the CLI and the API load plugins before calling this
     import mtpkdot.distill  # noqa: F401
+    from mtpkdot.engine.callbacks import progress_seconds
     from mtpkdot.engine.loop import progress_enabled
     from mtpkdot.pipeline.graph import run_fold, section, stage_names
     from mtpkdot.registry import METHODS
@@ -191,6 +190,7 @@ def run_experiment(
     methods = list(methods) if methods is not None else list(cfg.student.methods)
     for m in methods:
         METHODS.get(m)  # unknown names fail before any work
+    progress_seconds()  # so does a bad MTPKDOT_PROGRESS_SECONDS
     seeds = list(seeds) if seeds is not None else list(cfg.seeds)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -233,20 +233,42 @@ def run_experiment(
             ctx = FoldContext(cfg, store, split, run_dir, seed, k, dev, use_amp, dist, graph_section=section)
             write_split(ctx)
 
-            def advance(stage: str, seed: int = seed, k: int = k) -> None:
+            lines = StageLines(f"seed {seed} fold {k}", len(per_fold), dist.is_main and not show)
+
+            def advance(stage: str, seed: int = seed, k: int = k, lines: StageLines = lines) -> None:
                 bar.set_description(f"seed {seed} fold {k} {stage}")
                 bar.update(1)
+                lines.stage_done(stage)
 
-            started = time.perf_counter()
             run_fold(ctx, methods, advance)
-            if dist.is_main and not show:  # no bar (output not a terminal): one line per fold for logs
-                took = time.perf_counter() - started
-                log.info("seed %d fold %d done (%.0f s)", seed, k, took)
+            lines.fold_done()
     bar.close()
     summary = collect_summary(run_dir)
     if dist.is_main:
         atomic_write_csv(summary, RunLayout(run_dir).summary)
     return summary
+
+
+class StageLines:
+    """Without a bar (stderr not a terminal: nohup, CI, a log file), a log line as each stage of a fold
+    ends and one when the fold ends, with the seconds taken, so that a long run does not look hung."""
+
+    def __init__(self, where: str, stages: int, enabled: bool) -> None:
+        self.where, self.stages, self.enabled = where, stages, enabled
+        self.done = 0
+        self.fold_started = self.stage_started = time.perf_counter()
+
+    def stage_done(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.done += 1
+        if self.enabled:
+            took = now - self.stage_started
+            log.info("%s %s done (stage %d/%d, %.0f s)", self.where, stage, self.done, self.stages, took)
+        self.stage_started = now
+
+    def fold_done(self) -> None:
+        if self.enabled:
+            log.info("%s done (%.0f s)", self.where, time.perf_counter() - self.fold_started)
 
 
 def collect_summary(run_dir: str | Path) -> pd.DataFrame:

@@ -200,7 +200,9 @@ def fit_trainable(ctx: FoldContext, stage: str, t: Trainable) -> FitResult:
         after=getattr(tc, "select_after", 1),
     )
     callbacks = [Hooks(t.on_start, t.on_epoch_end)]
-    callbacks += standard_callbacks(t.primary, write=ctx.write, tensorboard=ctx.cfg.tensorboard)
+    callbacks += standard_callbacks(
+        t.primary, write=ctx.write, tensorboard=ctx.cfg.tensorboard, where=f"seed {ctx.seed} fold {ctx.fold}"
+    )
     trainer = Trainer(
         stage=stage,
         stage_dir=ctx.stage_dir(stage),

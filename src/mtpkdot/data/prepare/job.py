@@ -39,7 +39,10 @@ def run_job(job: Job) -> Store:
     """Start or resume ``job``'s work folder, prepare the samples not yet done, re-run those without a
     detected face with their subject's face box, and write the finished store."""
     _open_work(job)
-    _run(job, [(i, job.rows[i]) for i in _pending(job)], f"prepare {job.data_cfg.dataset}")
+    pending = _pending(job)
+    # the bar counts every sample, those done before (by the shape probe or an interrupted run) too
+    done_before = len(job.rows) - len(pending)
+    _run(job, [(i, job.rows[i]) for i in pending], f"prepare {job.data_cfg.dataset}", done_before=done_before)
     _face_fallback(job)
     return _finish(job)
 
@@ -94,11 +97,17 @@ def _open_work(job: Job) -> None:
         work.mkdir(parents=True)
         atomic_write_text(work / "key", job.key)
     job.failures = _read_failures(work)
-    if not (work / "shapes.json").is_file():
+    resumed = (work / "shapes.json").is_file()
+    if not resumed:
         _probe(job)
     job.specs = json.loads((work / "shapes.json").read_text())
     job.arrays = {k: open_memmap(work / f"{k}.npy", mode="r+") for k in job.specs}
     job.status = open_memmap(work / "status.npy", mode="r+")
+    if resumed and job.progress:
+        done, n = len(job.rows) - len(_pending(job)), len(job.rows)
+        log.info(
+            "resuming the interrupted prepare of %s: %d of %d samples already done", job.store_dir, done, n
+        )
 
 
 def _probe(job: Job) -> None:
@@ -175,14 +184,20 @@ def _flush(job: Job) -> None:
         job.status.flush()
 
 
-def _run(job: Job, items: list[tuple[int, dict[str, Any]]], desc: str, final: bool = False) -> None:
-    """Process ``items`` and write each result into the work arrays as it arrives."""
+def _run(
+    job: Job, items: list[tuple[int, dict[str, Any]]], desc: str, final: bool = False, done_before: int = 0
+) -> None:
+    """Process ``items`` and write each result into the work arrays as it arrives; the bar starts at
+    ``done_before`` of ``done_before + len(items)``."""
     from tqdm import tqdm
 
     if not items:
         return
     done = _results(job, items, job.workers)
-    bar = tqdm(done, total=len(items), desc=desc, unit="sample", disable=not job.progress)
+    total = done_before + len(items)
+    # disable=None: a bar only when stderr is a terminal (in a log file it is a heap of redraws)
+    disable = None if job.progress else True
+    bar = tqdm(done, total=total, initial=done_before, desc=desc, unit="sample", disable=disable)
     last_flush = time.monotonic()
     try:
         for i, res, err, code in bar:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from mtpkdot.config import SYNTH_DEFAULTS, SynthConfig
 from mtpkdot.data.synthetic.affwild2 import synth_affwild2
 from mtpkdot.data.synthetic.biovid import synth_biovid
+
+log = logging.getLogger("mtpkdot.data.synthetic")
 
 
 def ensure_generated(data_cfg: Any, kind: str) -> Path:
@@ -21,6 +24,7 @@ def ensure_generated(data_cfg: Any, kind: str) -> Path:
     cfg = data_cfg.synthetic or SynthConfig(**SYNTH_DEFAULTS[kind])
     if not root.exists() or not any(root.iterdir()):
         gen = synth_biovid if kind == "biovid" else synth_affwild2
+        log.info("generating the synthetic %s data into %s", kind, root)
         gen(root, cfg, workers=data_cfg.workers, progress=True)
     else:
         stamp = root / "synth.json"

@@ -38,13 +38,14 @@ def generate_into(out: Path, cfg: SynthConfig, kind: str, fill: Fill, workers: i
 def map_jobs(fn: Any, jobs: list[Any], workers: int, progress: bool, desc: str) -> list[Any]:
     from tqdm import tqdm
 
+    disable = None if progress else True  # None: a bar only when stderr is a terminal
     if workers <= 1:
-        return [fn(*j) for j in tqdm(jobs, desc=desc, disable=not progress)]
+        return [fn(*j) for j in tqdm(jobs, desc=desc, disable=disable)]
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(workers) as pool:
         return list(
-            tqdm(pool.imap(_star, [(fn, j) for j in jobs]), total=len(jobs), desc=desc, disable=not progress)
+            tqdm(pool.imap(_star, [(fn, j) for j in jobs]), total=len(jobs), desc=desc, disable=disable)
         )
 
 
