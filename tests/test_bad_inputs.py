@@ -5,14 +5,18 @@ refuses a folder that is no run directory as `report` does."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from typer.testing import CliRunner
 
-from mtpkdot.config import DataConfig
+from mtpkdot.cli import app
+from mtpkdot.config import DataConfig, ModalityConfig
 from mtpkdot.data import prepare
 
 fifo_only = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
@@ -118,3 +122,86 @@ def test_a_file_that_is_no_video_is_called_so(tmp_path: Path) -> None:
         decode_frames(fake)
     msg = str(err.value)
     assert f"cannot open video {fake}: not a video the decoder can read" in msg and "Errno" not in msg, msg
+
+
+# ------------------------------------------------------------------------------------ predict
+def _bundle(path: Path) -> Path:
+    """A real student bundle with random weights: a 2 x 8 x 8 video item, one privileged T-Net."""
+    from torch import nn
+
+    from mtpkdot import plugins
+    from mtpkdot.models import TNet, build_backbone, build_fusion, input_kwargs
+    from mtpkdot.pipeline.bundle import FORMAT
+
+    plugins.load()
+    torch.manual_seed(0)
+    mc = ModalityConfig(kind="video", face="none", segments=2, size=8, backbone="tiny3d",
+                        backbone_kwargs={"width": 2}, feature_dim=4)  # fmt: skip
+    shape = (2, 8, 8, 3)
+    backbone = build_backbone("tiny3d", out_dim=4, **input_kwargs("tiny3d", shape, mc.backbone_kwargs))
+    tnets = nn.ModuleDict({"eda": TNet(4, 4, hidden=[4])})
+    fusion = build_fusion("concat", [4, 4], 2)
+    torch.save(
+        {
+            "format": FORMAT, "method": "mtpkdot", "seed": 0, "fold": 1,
+            "task": {"kind": "classification", "num_outputs": 2, "names": ["BL1", "PA4"]},
+            "order": ["video", "eda"], "prevalent": ["video"], "privileged": ["eda"],
+            "feature_dims": {"video": 4, "eda": 4}, "modalities": {"video": mc.model_dump(mode="json")},
+            "item_shapes": {"video": shape}, "fusion_name": "concat", "fusion_kwargs": {},
+            "sequence_length": 1, "tnet_hidden": [4], "backbones": {"video": backbone.state_dict()},
+            "norms": {"video": {"mean": None, "std": None}}, "tnets": tnets.state_dict(),
+            "fusion": fusion.state_dict(),
+        },
+        path,
+    )  # fmt: skip
+    return path
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    return _bundle(tmp_path / "student.pt")
+
+
+def _predict(*args: Path):
+    res = CliRunner().invoke(app, ["predict", *map(str, args)])
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    return res, rows
+
+
+def test_predict_answers_for_the_good_inputs_and_names_the_bad_one(bundle: Path, tmp_path: Path) -> None:
+    good = [tmp_path / "a.npy", tmp_path / "b.npy"]
+    for g in good:
+        np.save(g, np.zeros((2, 8, 8, 3), np.uint8))
+    bad = tmp_path / "bad.npy"
+    bad.write_text("hello\n")
+    res, rows = _predict(bundle, good[0], bad, good[1], tmp_path / "gone.npy")
+    assert [r["input"] for r in rows] == [str(g) for g in good], res.output
+    assert res.exit_code == 2  # the user-error code, as for any other bad input
+    assert f"{bad} (not a valid .npy file" in res.stderr and "pickle" not in res.stderr
+    assert f"{tmp_path / 'gone.npy'} does not exist" in res.stderr
+    assert "2 of 4 inputs" in res.stderr and "Traceback" not in res.output
+
+
+@fifo_only
+def test_predict_calls_a_fifo_input_a_fifo(bundle: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "clip"
+    os.mkfifo(fifo)
+    res, rows = _predict(bundle, fifo)
+    assert res.exit_code == 2 and rows == []
+    assert f"{fifo} is a FIFO (named pipe), not a regular file" in res.stderr, res.output
+
+
+def test_predict_calls_a_fake_video_no_video(bundle: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "clip.mp4"
+    fake.write_text("not a video\n")
+    res, _ = _predict(bundle, fake)
+    assert res.exit_code == 2 and f"video {fake}: not a video the decoder can read" in res.stderr, res.output
+
+
+def test_the_python_api_still_raises_at_a_bad_input(bundle: Path, tmp_path: Path) -> None:
+    from mtpkdot.pipeline.bundle import predict
+
+    np.save(tmp_path / "a.npy", np.zeros((2, 8, 8, 3), np.uint8))
+    assert len(predict(bundle, [tmp_path / "a.npy"])) == 1
+    with pytest.raises(FileNotFoundError, match="gone.npy does not exist"):
+        predict(bundle, [tmp_path / "a.npy", tmp_path / "gone.npy"])
