@@ -205,3 +205,15 @@ def test_the_python_api_still_raises_at_a_bad_input(bundle: Path, tmp_path: Path
     assert len(predict(bundle, [tmp_path / "a.npy"])) == 1
     with pytest.raises(FileNotFoundError, match="gone.npy does not exist"):
         predict(bundle, [tmp_path / "a.npy", tmp_path / "gone.npy"])
+
+
+# ------------------------------------------------------------------------------------ run dirs
+def test_evaluate_refuses_a_folder_that_is_no_run_as_report_does(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    runner = CliRunner()
+    report = runner.invoke(app, ["report", str(empty)])
+    evaluate = runner.invoke(app, ["evaluate", str(empty)])
+    assert report.exit_code == evaluate.exit_code == 2, evaluate.output
+    assert "is not a run directory" in evaluate.stderr
+    assert list(empty.iterdir()) == []  # nothing written into the wrong folder

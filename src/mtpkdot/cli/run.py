@@ -80,6 +80,7 @@ def evaluate_cmd(
     from mtpkdot.pipeline.experiment import collect_summary
     from mtpkdot.report.tables import format_table
 
+    RunLayout(run_dir).check_is_run()
     summary = collect_summary(run_dir)
     atomic_write_csv(summary, RunLayout(run_dir).summary)
     typer.echo(format_table(summary))
