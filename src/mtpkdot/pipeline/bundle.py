@@ -110,10 +110,10 @@ def _check_out(out: Path) -> None:
     """The bundle goes into an existing folder: a mistyped ``--out`` must not leave new folders
     behind (as ``cp`` and ``torch.save`` would refuse it); checked before any work."""
     if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give the bundle's file name, e.g. {out / 'student.pt'}")
+        raise ValueError(f"bundle path {out} is a folder; give a file name, e.g. {out / 'student.pt'}")
     if not out.parent.is_dir():
         raise FileNotFoundError(
-            f"--out {out}: the folder {out.parent} does not exist; create it first (mkdir -p {out.parent})"
+            f"cannot write the bundle {out}: the folder {out.parent} does not exist; create it first"
         )
 
 
