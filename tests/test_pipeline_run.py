@@ -156,6 +156,16 @@ def test_export_and_predict_use_the_prevalent_modality_only(tiny, tmp_path):
     assert 100.0 * (out.argmax(-1) == labels).float().mean().item() == pytest.approx(test["accuracy"])
 
 
+def test_export_into_a_missing_folder_is_refused_and_creates_no_folder(tiny, tmp_path):
+    out = tmp_path / "no" / "such" / "student.pt"
+    args = ["export", str(tiny["run"]), "--fold", "1", "--method", "mtpkdot", "--out"]
+    res = invoke([*args, str(out)])
+    assert res.exit_code == 2 and f"the folder {out.parent} does not exist" in res.output, res.output
+    assert not (tmp_path / "no").exists()
+    res = invoke([*args, str(tmp_path)])  # a folder, not a file name
+    assert res.exit_code == 2 and "is a folder" in res.output and "Traceback" not in res.output
+
+
 def test_export_works_after_the_store_is_deleted(tiny, tmp_path):
     import shutil
 

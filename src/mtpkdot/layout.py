@@ -233,6 +233,16 @@ class RunLayout:
         """``test.json`` of every fold's ``stage`` (a glob pattern), sorted."""
         return sorted(p for f in self.fold_dirs() for p in f.path.glob(f"{stage}/{TEST}"))
 
+    def check_is_run(self) -> None:
+        """Raise a ValueError unless the folder holds some of a run's files (``config.yaml``,
+        ``summary.csv`` or ``seed<s>/fold<k>`` folders): every command that reads a run refuses
+        another folder alike, before writing anything into it."""
+        if not (self.summary.is_file() or self.config.is_file() or self.fold_dirs()):
+            raise ValueError(
+                f"{self.root} is not a run directory: it holds no config.yaml, summary.csv or "
+                "seed<s>/fold<k> folders (give the folder that `mtpkdot run` wrote, e.g. runs/<name>)"
+            )
+
     # ---- sweeps ------------------------------------------------------------------------------
     @property
     def sweep_plan(self) -> Path:

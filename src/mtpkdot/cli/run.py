@@ -80,6 +80,7 @@ def evaluate_cmd(
     from mtpkdot.pipeline.experiment import collect_summary
     from mtpkdot.report.tables import format_table
 
+    RunLayout(run_dir).check_is_run()
     summary = collect_summary(run_dir)
     atomic_write_csv(summary, RunLayout(run_dir).summary)
     typer.echo(format_table(summary))
@@ -89,7 +90,9 @@ def export_cmd(
     run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="a run directory"),
     fold: int = typer.Option(..., "--fold", help="which fold's student"),
     method: str = typer.Option(..., "--method", help="which student, e.g. mtpkdot"),
-    out: Path = typer.Option(..., "--out", help="bundle file to write, e.g. student.pt"),
+    out: Path = typer.Option(
+        ..., "--out", help="bundle file to write, e.g. student.pt, in a folder that exists (none is created)"
+    ),
     seed: int = typer.Option(None, "--seed", help="seed folder (default: the first one)"),
 ) -> None:
     """Write a student-only bundle: prevalent backbone, T-Nets, student fusion and the config they
@@ -102,21 +105,28 @@ def export_cmd(
 
 def predict_cmd(
     bundle: Path = typer.Argument(..., exists=True, dir_okay=False, help="a bundle from `mtpkdot export`"),
-    inputs: list[Path] = typer.Argument(
-        ..., exists=True, help="video files, frame folders or prepared .npy samples"
-    ),
+    inputs: list[Path] = typer.Argument(..., help="video files, frame folders or prepared .npy samples"),
 ) -> None:
     """Predict from the prevalent modality alone; prints one JSON object per sample
-    (class probabilities, or valence/arousal)."""
+    (class probabilities, or valence/arousal). An input that cannot be read is named on stderr, the
+    others are still predicted, and the exit code says that one failed."""
     import json
 
     from mtpkdot import plugins
-    from mtpkdot.pipeline.bundle import predict
+    from mtpkdot.errors import DataError
+    from mtpkdot.pipeline.bundle import predict_each
 
     plugins.load()
-    rows = predict(bundle, inputs)
-    for row in rows:
-        typer.echo(json.dumps(row))
+    failed = 0
+    for _, rows in predict_each(bundle, inputs):
+        if isinstance(rows, Exception):
+            failed += 1
+            typer.echo(f"error: {rows}", err=True)
+            continue
+        for row in rows:
+            typer.echo(json.dumps(row))
+    if failed:
+        raise DataError(f"{failed} of {len(inputs)} inputs could not be predicted (named above)")
 
 
 def run_and_report(

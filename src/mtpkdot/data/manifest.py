@@ -34,14 +34,14 @@ def check_manifest(df: pd.DataFrame, modalities: list[str], source: str) -> pd.D
     if "label" not in df.columns and "annotation" not in df.columns:
         missing.append("label")
     if missing:
-        raise ValueError(f"manifest from {source} lacks column(s) {missing}")
+        raise ValueError(f"{source} lacks column(s) {missing}")
     df = df.copy()
     df["sample_id"] = df["sample_id"].astype(str)
     df["subject_id"] = df["subject_id"].astype(str)
     df["split"] = df["split"].fillna("").astype(str)
     dup = df["sample_id"][df["sample_id"].duplicated()]
     if len(dup):
-        raise ValueError(f"duplicate sample_id {dup.iloc[0]!r} in {source}")
+        raise ValueError(_duplicate_message(df, dup, modalities, source))
     bad = sorted(set(df["split"]) - {"", "train", "val", "test"})
     if bad:
         raise ValueError(f"unknown split value(s) {bad} in {source} (train, val, test or empty)")
@@ -51,6 +51,16 @@ def check_manifest(df: pd.DataFrame, modalities: list[str], source: str) -> pd.D
             raise ValueError(f"missing label for sample {df['sample_id'].iloc[row]!r} in {source}")
         df["label"] = df["label"].astype("int64")
     return df.reset_index(drop=True)
+
+
+def _duplicate_message(df: pd.DataFrame, dup: pd.Series, modalities: list[str], source: str) -> str:
+    """Which id repeats, in which data rows and files, and how many ids do."""
+    where = (df["sample_id"] == dup.iloc[0]).to_numpy().nonzero()[0]
+    rows = [str(i + 1) for i in where]
+    text = f"duplicate sample_id {dup.iloc[0]!r} in {source}: data rows {', '.join(rows[:-1])} and {rows[-1]}"
+    if modalities:
+        text += f" ({', '.join(str(df[path_column(modalities[0])].iloc[i]) for i in where)})"
+    return f"{text}; {dup.nunique()} id(s) repeat, and each sample needs its own"
 
 
 def task_spec(df: pd.DataFrame, data_cfg: Any = None) -> dict[str, Any]:
@@ -104,4 +114,12 @@ def task_spec(df: pd.DataFrame, data_cfg: Any = None) -> dict[str, Any]:
 def read_manifest(data_cfg: Any) -> pd.DataFrame:
     """Run the reader named by ``data.dataset`` and validate its output."""
     df = DATASETS.get(data_cfg.dataset).read(data_cfg)
-    return check_manifest(df, list(data_cfg.modalities), f"{data_cfg.dataset} reader ({data_cfg.root})")
+    return check_manifest(df, list(data_cfg.modalities), manifest_source(data_cfg))
+
+
+def manifest_source(data_cfg: Any) -> str:
+    """Where a dataset's manifest comes from, for messages: the manifest file when the config names
+    one (own data has no root), else the reader and its root folder."""
+    if data_cfg.manifest is not None:
+        return f"manifest {data_cfg.manifest}"
+    return f"the {data_cfg.dataset} reader's manifest of {data_cfg.root}"

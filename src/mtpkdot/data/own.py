@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mtpkdot.data.manifest import path_column
 from mtpkdot.data.reader import Reader
 from mtpkdot.registry import DATASETS
+from mtpkdot.signals.files import require_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,8 +30,7 @@ def read_own(data_cfg: Any) -> pd.DataFrame:
     if data_cfg.manifest is None:
         raise ValueError("dataset 'own' needs data.manifest (the CSV manifest path)")
     path = Path(data_cfg.manifest)
-    if not path.is_file():
-        raise FileNotFoundError(f"manifest {path} does not exist")
+    require_file(path, "manifest")
     try:
         df = pd.read_csv(path, dtype={"sample_id": str, "subject_id": str, "split": str})
     except Exception as exc:  # noqa: BLE001
@@ -49,7 +49,8 @@ def read_own(data_cfg: Any) -> pd.DataFrame:
     if labels.isna().any() or (labels % 1 != 0).any() or (labels < 0).any():
         row = int((labels.isna() | (labels % 1 != 0) | (labels < 0)).to_numpy().argmax())
         raise ValueError(
-            f"manifest {path}: label {df['label'].iloc[row]!r} in data row {row + 1} is not a class index >= 0"
+            f"manifest {path}: label {_as_written(df['label'].iloc[row])!r} in data row {row + 1} is not a "
+            "class index >= 0"
         )
     df["label"] = labels.astype("int64")
     _check_declared_classes(df, data_cfg, path)
@@ -68,6 +69,11 @@ class Own(Reader):
 
     name = "own"
     read = staticmethod(read_own)
+
+
+def _as_written(value: Any) -> Any:
+    """A manifest cell as the user wrote it: ``-1``, not numpy's ``np.int64(-1)``."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def _check_declared_classes(df: pd.DataFrame, data_cfg: Any, path: Path) -> None:

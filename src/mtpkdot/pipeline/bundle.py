@@ -10,6 +10,7 @@ prepared ``.npy`` sample (one item or a batch) and returns class probabilities o
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from mtpkdot import layout
 from mtpkdot.atomic import atomic_torch_save
 from mtpkdot.config import ModalityConfig
 from mtpkdot.layout import RunLayout
+from mtpkdot.signals.files import load_npy, require_file
 
 FORMAT = "mtpkdot-student-bundle/1"
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -40,6 +42,8 @@ def export_bundle(
     from mtpkdot.config import config_from_dict
     from mtpkdot.engine.checkpoint import load_checkpoint
 
+    out = Path(out)
+    _check_out(out)
     run = RunLayout(run_dir)
     cfg_path = run.config
     if not cfg_path.is_file():
@@ -98,9 +102,19 @@ def export_bundle(
         "tnets": tnets,
         "fusion": fusion,
     }
-    out = Path(out)
     atomic_torch_save(bundle, out)
     return out
+
+
+def _check_out(out: Path) -> None:
+    """The bundle goes into an existing folder: a mistyped ``--out`` must not leave new folders
+    behind (as ``cp`` and ``torch.save`` would refuse it); checked before any work."""
+    if out.is_dir():
+        raise ValueError(f"bundle path {out} is a folder; give a file name, e.g. {out / 'student.pt'}")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(
+            f"cannot write the bundle {out}: the folder {out.parent} does not exist; create it first"
+        )
 
 
 def _store_facts(cfg: Any, run: RunLayout) -> tuple[Any, dict[str, tuple[int, ...]]]:
@@ -182,8 +196,7 @@ def load_bundle(path: str | Path) -> BundleModel:
     from mtpkdot.engine.checkpoint import UnsafeFileError, safe_torch_load
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"bundle {path} does not exist")
+    require_file(path, "bundle")
     try:
         content = safe_torch_load(path, "bundle")
     except UnsafeFileError:
@@ -202,8 +215,10 @@ def read_input(model: BundleModel, path: str | Path) -> dict[str, np.ndarray]:
         raise ValueError(f"predict takes one input per sample; this bundle needs {model.prevalent}: use .npz")
     mod = model.prevalent[0]
     shape = tuple(model.bundle["item_shapes"][mod])
+    if not path.is_dir():  # a FIFO would block the reader, a missing file give numpy's words
+        require_file(path, "input")
     if path.suffix == ".npy":
-        arr = np.load(path)
+        arr = load_npy(path)
     elif path.suffix.lower() in VIDEO_SUFFIXES or path.is_dir():  # a video file or a folder of frames
         arr = _prepare_video(model, mod, path)
     else:
@@ -227,29 +242,55 @@ def _prepare_video(model: BundleModel, mod: str, path: Path) -> np.ndarray:
     return np.asarray(decode_video_for(Path(path), mc))
 
 
-def predict(bundle: str | Path, inputs: list[str | Path]) -> list[dict[str, Any]]:
-    """Predictions for each input file: class probabilities or valence/arousal per clip."""
+def predict_each(
+    bundle: str | Path, inputs: list[str | Path]
+) -> Iterator[tuple[Path, list[dict[str, Any]] | Exception]]:
+    """``(input, its rows)`` per input file, in order; an input that cannot be read gives its error in
+    place of the rows, and the inputs after it are still predicted."""
     model = load_bundle(bundle)
-    task = model.bundle["task"]
-    results = []
     for path in inputs:
-        raw = read_input(model, path)
-        out = model(raw).float()
-        for i in range(out.shape[0]):
-            o = out[i]
-            entry: dict[str, Any] = {"input": str(path)}
-            if raw[model.prevalent[0]].shape[0] > 1:
-                entry["index"] = i
-            if task["kind"] == "classification":
-                probs = torch.softmax(o, dim=-1).tolist()
-                entry["probabilities"] = dict(zip(task["names"], probs, strict=False))
-                entry["prediction"] = (
-                    task["names"][int(torch.argmax(o))] if task["names"] else int(torch.argmax(o))
-                )
-            else:
-                names = task["names"] or [f"output{j}" for j in range(o.shape[-1])]
-                for j, name in enumerate(names):
-                    v = o[..., j]
-                    entry[name] = v.tolist() if v.dim() else float(v)
-            results.append(entry)
+        try:
+            raw = read_input(model, path)
+        except (ValueError, FileNotFoundError) as exc:  # one bad file; the others keep their answers
+            yield Path(path), exc
+            continue
+        except OSError as exc:  # e.g. no permission to read it
+            yield Path(path), ValueError(f"cannot read {path}: {exc.strerror or exc}")
+            continue
+        yield Path(path), _rows(model, path, raw)
+
+
+def predict(bundle: str | Path, inputs: list[str | Path]) -> list[dict[str, Any]]:
+    """Predictions for each input file: class probabilities or valence/arousal per clip; the first
+    input that cannot be read raises."""
+    results = []
+    for _, rows in predict_each(bundle, inputs):
+        if isinstance(rows, Exception):
+            raise rows
+        results.extend(rows)
+    return results
+
+
+def _rows(model: BundleModel, path: str | Path, raw: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """One JSON-ready row per clip of one input."""
+    task = model.bundle["task"]
+    out = model(raw).float()
+    results = []
+    for i in range(out.shape[0]):
+        o = out[i]
+        entry: dict[str, Any] = {"input": str(path)}
+        if raw[model.prevalent[0]].shape[0] > 1:
+            entry["index"] = i
+        if task["kind"] == "classification":
+            probs = torch.softmax(o, dim=-1).tolist()
+            entry["probabilities"] = dict(zip(task["names"], probs, strict=False))
+            entry["prediction"] = (
+                task["names"][int(torch.argmax(o))] if task["names"] else int(torch.argmax(o))
+            )
+        else:
+            names = task["names"] or [f"output{j}" for j in range(o.shape[-1])]
+            for j, name in enumerate(names):
+                v = o[..., j]
+                entry[name] = v.tolist() if v.dim() else float(v)
+        results.append(entry)
     return results

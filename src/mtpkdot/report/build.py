@@ -550,11 +550,7 @@ def write_report(run_dir: str | Path) -> Path:
     ``summary.csv``, ``seed<s>/fold<k>``) raises a ValueError and nothing is written.
     """
     run = RunDir(run_dir)
-    if not (run.summary_path.is_file() or run.layout.config.is_file() or run.fold_dirs()):
-        raise ValueError(
-            f"{run.path} is not a run directory: it holds no config.yaml, summary.csv or seed<s>/fold<k> "
-            "folders (give the folder that `mtpkdot run` wrote, e.g. runs/<name>)"
-        )
+    run.layout.check_is_run()
     blocks, summary = build_blocks(run)
     if summary is not None and not summary.empty:
         agg = aggregate(summary)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mtpkdot.signals.errors import SampleError
+from mtpkdot.signals.files import nonfinite, require_file
 
 # seconds per unit for the candidate time units of a CSV time column
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
@@ -41,8 +42,7 @@ def read_biosignals(
     import pandas as pd
 
     path = Path(path)
-    if not path.is_file():
-        raise SampleError(f"biosignal file {path} does not exist")
+    require_file(path, "biosignal file", SampleError)
     try:
         df = pd.read_csv(path, sep="\t")
     except Exception as exc:  # noqa: BLE001 - any parser failure is one bad sample
@@ -60,9 +60,9 @@ def read_biosignals(
     if bad.any():
         cols = [c for c, b in zip([time_column, *columns], bad.any(axis=0), strict=True) if b]
         row = int(np.argmax(bad.any(axis=1)))
-        raise SampleError(
-            f"NaN or missing values in column(s) {cols} of {path} (first at data row {row + 1})"
-        )
+        kind = nonfinite(values)
+        kind = "NaN or missing" if kind == "NaN" else kind  # an empty cell reads as NaN
+        raise SampleError(f"{kind} values in column(s) {cols} of {path} (first at data row {row + 1})")
     time, x = values[:, 0], values[:, 1:].T
     try:
         unit = infer_time_unit(time, sample_rate)

@@ -47,12 +47,12 @@ def video_info(path: str | Path) -> tuple[int, float]:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with _open_video(path) as container:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 25)
             n = _frame_count(stream, fps)
-    except (av.FFmpegError, IndexError, OSError) as exc:
-        raise SampleError(f"cannot read video {path}: {exc}") from None
+    except (av.FFmpegError, OSError) as exc:
+        raise SampleError(f"cannot read video {path}: {_decoder_reason(exc)}") from None
     return n, fps
 
 
@@ -131,14 +131,37 @@ def _decoding(path: str | Path, thread_type: str, threads: int) -> Iterator[tupl
     file."""
     import av
 
+    container = _open_video(path)
     try:
-        with av.open(str(path)) as container:
+        with container:
             stream = container.streams.video[0]
             stream.thread_type = thread_type
             stream.codec_context.thread_count = threads
             yield container, stream
-    except (av.FFmpegError, IndexError, OSError, ValueError) as exc:
-        raise SampleError(f"cannot decode video {path}: {exc}") from None
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise SampleError(f"cannot decode video {path}: {_decoder_reason(exc)}") from None
+
+
+def _open_video(path: str | Path) -> Any:
+    """The PyAV container of ``path``; a file FFmpeg cannot open, or one without a video stream (a
+    text file, an image, an audio file), is a :class:`SampleError` saying it is no video."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise SampleError(
+            f"cannot open video {path}: not a video the decoder can read ({_decoder_reason(exc)})"
+        ) from None
+    if not container.streams.video:
+        container.close()
+        raise SampleError(f"cannot open video {path}: not a video the decoder can read (no video stream)")
+    return container
+
+
+def _decoder_reason(exc: Exception) -> str:
+    """FFmpeg's words without the errno number and the path the message already names."""
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def _frame_count(stream: Any, fps: float) -> int:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mtpkdot.data.manifest import path_column
 from mtpkdot.data.prepare.options import PrepareStats
 from mtpkdot.signals.errors import NoFaceError, SampleError
+from mtpkdot.signals.files import load_npy, nonfinite, require_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,18 +28,6 @@ BOX = "_box_"
 FALLBACK = "_fallback_boxes"
 # row key of a sample's videos decoded ahead: {modality: Future of its sampled frames}
 AHEAD = "_decoded_ahead"
-
-
-def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
-    """``np.load`` of one sample file; a missing or corrupt file is a :class:`SampleError` naming it."""
-    import numpy as np
-
-    if not path.is_file():
-        raise SampleError(f"file {path} does not exist")
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise SampleError(f"cannot read {path} (not a valid .npy file: {exc})") from None
 
 
 def _columns(m: Any) -> list[str]:
@@ -54,12 +43,13 @@ def _load_signal(path: Path, m: Any) -> np.ndarray:
     from mtpkdot.signals import physio
 
     if path.suffix.lower() == ".npy":
-        x = _load_npy(path).astype(np.float64)
+        x = load_npy(path).astype(np.float64)
         x = x[None, :] if x.ndim == 1 else x
         if x.ndim != 2:
             raise SampleError(f"{path}: a signal must be C x T or T, got shape {x.shape}")
-        if not np.isfinite(x).all():
-            raise SampleError(f"NaN values in {path}")
+        bad = nonfinite(x)
+        if bad:
+            raise SampleError(f"{bad} values in {path}")
     else:
         x = physio.read_biosignals(path, _columns(m), m.sample_rate)
     try:
@@ -108,7 +98,7 @@ def _folder_frames(path: Path, m: Any, row: dict[str, Any]) -> np.ndarray:
 def _npy_frames(path: Path, m: Any) -> np.ndarray:
     import numpy as np
 
-    arr = _load_npy(path, mmap=True)
+    arr = load_npy(path, mmap=True)
     if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
         raise SampleError(f"{path}: video must be T x H x W x C (C = 1 or 3), got shape {arr.shape}")
     frames = np.asarray(arr[_sampled(arr.shape[0], 25.0, m, path)])
@@ -134,8 +124,7 @@ def _file_frames(path: Path, m: Any, lazy: bool) -> Any:
     """Sampled frames of a video file; ``lazy``: PyAV frames not yet converted to RGB (for a face crop)."""
     from mtpkdot.signals import video as V
 
-    if not path.is_file():
-        raise SampleError(f"video file {path} does not exist")
+    require_file(path, "video file", SampleError)
     frames, _ = V.decode_frames(path, pick=lambda n, fps: _sampled(n, fps, m, path), as_frames=lazy)
     return frames
 
@@ -232,10 +221,9 @@ def _audio_kind(
     from mtpkdot.signals.physio import take_window
 
     if path.suffix.lower() == ".npy":
-        wav = _load_npy(path).astype(np.float32).reshape(-1)
+        wav = load_npy(path).astype(np.float32).reshape(-1)
     else:
-        if not path.is_file():
-            raise SampleError(f"audio file {path} does not exist")
+        require_file(path, "audio file", SampleError)
         wav = decode_audio(path, m.audio_rate)
     wav = take_window(wav[None], m.audio_rate, m.window, source=str(path))[0]
     return {name: dft_spectrogram(wav, m.freq_bins, m.time_bins)[None]}
@@ -246,7 +234,7 @@ def _features_kind(
 ) -> dict[str, np.ndarray]:
     import numpy as np
 
-    v = _load_npy(path).astype(np.float32)
+    v = load_npy(path).astype(np.float32)
     if v.ndim != 1:
         raise SampleError(f"{path}: a feature vector must be 1-D, got shape {v.shape}")
     return {name: v}

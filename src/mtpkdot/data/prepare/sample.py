@@ -1,4 +1,4 @@
-"""One manifest row -> its arrays: the sequence or the single-sample path, and the NaN check."""
+"""One manifest row -> its arrays: the sequence or the single-sample path, and the check for NaN or Inf."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from mtpkdot.data.prepare.kinds import single_sample
 from mtpkdot.data.prepare.options import PrepareStats
 from mtpkdot.data.prepare.sequences import sequence_sample
 from mtpkdot.signals.errors import SampleError
+from mtpkdot.signals.files import nonfinite
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,8 +24,6 @@ def process_sample(
     Raises :class:`SampleError` (naming the file) for a sample that cannot be used. ``stats``: where the
     time per stage goes (default: nowhere).
     """
-    import numpy as np
-
     from mtpkdot.data.affwild2 import clip_frames
 
     if sequence:
@@ -32,8 +31,9 @@ def process_sample(
     else:
         out = single_sample(row, data_cfg, stats or PrepareStats())
     for name, arr in out.items():
-        if name != "labels" and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = nonfinite(arr) if name != "labels" and arr.dtype.kind == "f" else None
+        if bad:
             raise SampleError(
-                f"NaN values in modality {name!r} of {row.get(path_column(name), row['sample_id'])}"
+                f"{bad} values in modality {name!r} of {row.get(path_column(name), row['sample_id'])}"
             )
     return out

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from mtpkdot.data.manifest import path_column
 from mtpkdot.data.prepare.kinds import names_file
 from mtpkdot.signals.errors import SampleError
+from mtpkdot.signals.files import require_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,8 +57,7 @@ def _audio_track(path: str, rate: int) -> tuple[np.ndarray, float]:
     from mtpkdot.signals.audio import decode_audio
     from mtpkdot.signals.video import video_info
 
-    if not Path(path).is_file():
-        raise SampleError(f"raw video {path} (audio track) does not exist")
+    require_file(path, "raw video (audio track)", SampleError)
     _, fps = video_info(path)
     return decode_audio(path, rate), fps
 
