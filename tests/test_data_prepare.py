@@ -504,3 +504,21 @@ def test_flushing_the_store_counts_as_write(tmp_path: Path, biovid: Path, monkey
     options = PrepareOptions()
     prepare(_cfg(biovid), tmp_path / "s", workers=1, progress=False, options=options)
     assert options.stats.seconds["write"] >= 0.05
+
+
+def test_cli_says_in_one_line_that_no_sample_could_be_prepared(tmp_path: Path, biovid: Path, monkeypatch):
+    import yaml
+    from typer.testing import CliRunner
+
+    from mtpkdot.cli import app
+
+    def broken(*a, **k):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr("mtpkdot.signals.physio.emg_spectrogram", broken)
+    cfg = tmp_path / "c.yaml"
+    data = _cfg(biovid).model_dump(mode="json", exclude_defaults=True)
+    cfg.write_text(yaml.safe_dump({"version": 2, "data": data}))
+    res = CliRunner().invoke(app, ["prepare", str(cfg), "--out", str(tmp_path / "s")])
+    assert res.exit_code == 2, res.output
+    assert "error: no sample of biovid" in res.output and "Traceback" not in res.output

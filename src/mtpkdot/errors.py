@@ -28,6 +28,10 @@ class DataError(UserError, ValueError):
     """Input data that cannot be used (a manifest, a sample, a prepared store)."""
 
 
+class NothingPreparedError(DataError, RuntimeError):
+    """No sample of a dataset could be prepared; the message names the first failure and the report."""
+
+
 class RunDirError(UserError, RuntimeError):
     """A run directory whose files do not fit the command (another config, a missing stage)."""
 

@@ -21,7 +21,7 @@ from mtpkdot.data.prepare.kinds import BOX, FALLBACK
 from mtpkdot.data.prepare.options import PrepareOptions
 from mtpkdot.data.prepare.workers import FAILED, NO_FACE, OK, OK_FALLBACK, PENDING, Result, results
 from mtpkdot.data.store import Store, array_record
-from mtpkdot.errors import file_error
+from mtpkdot.errors import NothingPreparedError, file_error
 from mtpkdot.registry import DATASETS
 from mtpkdot.signals.errors import SampleError
 
@@ -122,7 +122,7 @@ def _probe(job: Job) -> None:
             break
         early[i] = _failure_code(job, i, str(err), code, final=False)
     else:
-        raise RuntimeError(
+        raise NothingPreparedError(
             f"no sample of {job.data_cfg.dataset} ({job.data_cfg.root}) could be prepared; "
             f"first error: {job.failures.get(0)}"
         )
@@ -336,7 +336,7 @@ def _finish(job: Job) -> Store:
     atomic_write_csv(_report(job), store_dir / "prepare_report.csv")
     ok = np.flatnonzero(np.isin(job.status, (OK, OK_FALLBACK)))
     if len(ok) == 0:
-        raise RuntimeError(f"every sample failed; see {store_dir / 'prepare_report.csv'}")
+        raise NothingPreparedError(f"every sample failed; see {store_dir / 'prepare_report.csv'}")
     stored = [k for k in job.specs if not k.startswith(BOX)]
     for k in stored:
         dst = store_dir / f"{k}.npy"
