@@ -36,15 +36,32 @@ def device_option() -> Any:
     return typer.Option(None, "--device", help="auto | cpu | cuda (default: the config's device)")
 
 
+def wait_option(what: str) -> Any:
+    """``--wait``: wait for the process that holds ``what`` instead of stopping."""
+    return typer.Option(
+        False, "--wait", help=f"when another process is working on {what}, wait for it instead of stopping"
+    )
+
+
 @contextmanager
 def user_errors(code: int = 2) -> Iterator[None]:
-    """Show an expected failure (bad config or data, a run directory that does not match) as one
-    ``error: ...`` line and exit with ``code``; ``MTPKDOT_DEBUG=1`` shows the traceback instead."""
+    """Show an expected failure (bad config or data, a run directory that does not match, a folder
+    another process is working on) as one ``error: ...`` line and exit with ``code``;
+    ``MTPKDOT_DEBUG=1`` shows the traceback instead."""
     from mtpkdot.engine.checkpoint import ConfigMismatchError
+    from mtpkdot.locks import LockHeldError
 
+    expected = (
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+        NotADirectoryError,
+        ConfigMismatchError,
+        LockHeldError,
+    )
     try:
         yield
-    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError, ConfigMismatchError) as exc:
+    except expected as exc:
         if os.environ.get("MTPKDOT_DEBUG"):
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from mtpkdot.cli.common import log_to_stderr, out_option, set_option, user_errors
+from mtpkdot.cli.common import log_to_stderr, out_option, set_option, user_errors, wait_option
 from mtpkdot.config import SYNTH_DEFAULTS, SynthConfig
 
 synth_app = typer.Typer(
@@ -160,6 +160,7 @@ def prepare_cmd(
     strict: bool = typer.Option(
         False, "--strict", help="stop at the first bad sample instead of skipping it"
     ),
+    wait: bool = wait_option("the store"),
 ) -> None:
     """Decode every sample once into a store of fixed-shape arrays (resumable; re-running does no work).
 
@@ -174,7 +175,7 @@ def prepare_cmd(
         cfg = load_config(config, set_)
         # the store `mtpkdot run` with the same --out (or none) will open: one rule, mtpkdot.layout
         where = store_dir(cfg.data.store, out or default_run_dir(cfg.name))
-        store = prepare(cfg, store_dir=where, workers=workers, strict=strict)
+        store = prepare(cfg, store_dir=where, workers=workers, strict=strict, wait=wait)
     typer.echo(repr(store))
 
 

@@ -31,9 +31,11 @@ def report_cmd(
 
             path = write_sweep_report(run_dir)
         else:
+            from mtpkdot.pipeline.experiment import shared_files
             from mtpkdot.report import write_report
 
-            path = write_report(run_dir)
+            with shared_files(run_dir):
+                path = write_report(run_dir)
     typer.echo(f"wrote {path} and {path.with_suffix('.html')}")
 
 

@@ -13,8 +13,9 @@ from mtpkdot.data.prepare.job import Job, run_job
 from mtpkdot.data.prepare.options import PrepareOptions
 from mtpkdot.data.prepare.workers import decoder_setting, describe
 from mtpkdot.data.store import Store
-from mtpkdot.layout import default_run_dir
+from mtpkdot.layout import default_run_dir, store_lock
 from mtpkdot.layout import store_dir as store_dir_of
+from mtpkdot.locks import hold
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,6 +50,7 @@ def prepare(
     strict: bool = False,
     progress: bool = True,
     options: PrepareOptions | None = None,
+    wait: bool = False,
 ) -> Store:
     """Decode every sample of ``cfg.data`` once into ``store_dir`` (default ``data.store`` or
     ``runs/<name>/store``) and return the :class:`Store`.
@@ -58,10 +60,22 @@ def prepare(
     ``prepare_report.csv`` and left out of the store; ``strict=True`` raises :class:`SampleError`
     at the first failure instead. ``options``: speed settings (none changes the store); its ``stats``
     receive the run's decoder setting and, with one worker, the time per stage.
+
+    The store's lock is held throughout (two processes writing its memory-mapped work arrays would
+    truncate them under each other): when another process holds it, :class:`LockHeldError` names
+    that process, or with ``wait`` this one waits for it.
     """
     options = options or PrepareOptions()
     data_cfg = cfg.data if hasattr(cfg, "data") else cfg
     store_dir = Path(store_dir) if store_dir is not None else default_store_dir(cfg)
+    # the data are read (a synthetic dataset generated) under the lock too: the store's users share them
+    with hold(store_lock(store_dir), f"store {store_dir}", wait, "wait for it with --wait"):
+        return _prepare(data_cfg, store_dir, workers, strict, progress, options)
+
+
+def _prepare(
+    data_cfg: Any, store_dir: Path, workers: int | None, strict: bool, progress: bool, options: PrepareOptions
+) -> Store:
     manifest = read_manifest(data_cfg)
     key = prepare_key(data_cfg, manifest)
     done = store_dir / "done"
