@@ -7,9 +7,9 @@ directory (``fold1`` is the data side's fold 0).
 
 A run directory::
 
-    <run>/config.yaml  config.hash  folds_seed<s>.csv (or folds.csv)  store_meta.json  summary.csv
+    <run>/.lock  config.yaml  config.hash  folds_seed<s>.csv (or folds.csv)  store_meta.json  summary.csv
     <run>/store/                       (unless data.store names another folder)
-    <run>/seed<s>/fold<k>/split.csv
+    <run>/seed<s>/fold<k>/.lock  split.csv
     <run>/seed<s>/fold<k>/<stage>/     config.yaml done metrics.csv best.pt last.pt test.json ...
     <run>/report.md  report.html  results.csv  figures/
 """
@@ -23,6 +23,10 @@ from pathlib import Path
 from mtpkdot.registry import METHODS
 
 RUNS_ROOT = Path("runs")  # where `mtpkdot run/prepare` put a run when --out is not given
+
+# the lock file of a folder one process writes at a time (mtpkdot.locks): the run directory (its shared
+# files), each seed<s>/fold<k> cell (its stages), a store
+LOCK = ".lock"
 
 # files of a stage folder
 STAGE_CONFIG = "config.yaml"
@@ -99,6 +103,11 @@ def store_dir(data_store: str | Path | None, run_dir: str | Path) -> Path:
     return Path(data_store) if data_store is not None else Path(run_dir) / "store"
 
 
+def store_lock(store: str | Path) -> Path:
+    """The lock file of a store, held while it is prepared or checked."""
+    return Path(store) / LOCK
+
+
 def feature_file(modality: str) -> str:
     """The cached features of one modality inside the ``features`` stage folder."""
     return f"{modality}.npy"
@@ -141,6 +150,11 @@ class FoldDir:
     def split_csv(self) -> Path:
         return self.path / "split.csv"
 
+    @property
+    def lock(self) -> Path:
+        """Held by the process that trains this cell's stages."""
+        return self.path / LOCK
+
 
 class RunLayout:
     """Every path of one run directory."""
@@ -155,6 +169,11 @@ class RunLayout:
     @property
     def config(self) -> Path:
         return self.root / "config.yaml"
+
+    @property
+    def lock(self) -> Path:
+        """Held briefly by whoever writes the run's shared files (config, folds, summary, report)."""
+        return self.root / LOCK
 
     @property
     def config_hash(self) -> Path:

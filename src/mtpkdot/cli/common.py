@@ -39,6 +39,13 @@ def device_option() -> Any:
     return typer.Option(None, "--device", help="auto | cpu | cuda (default: the config's device)")
 
 
+def wait_option(what: str) -> Any:
+    """``--wait``: wait for the process that holds ``what`` instead of stopping."""
+    return typer.Option(
+        False, "--wait", help=f"when another process is working on {what}, wait for it instead of stopping"
+    )
+
+
 @contextmanager
 def user_errors(code: int = USER_ERROR_EXIT) -> Iterator[None]:
     """Show an expected failure as one ``error: ...`` line and exit with ``code``; ``MTPKDOT_DEBUG=1``

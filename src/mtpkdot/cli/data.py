@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from mtpkdot.cli.common import log_to_stderr, out_option, set_option
+from mtpkdot.cli.common import log_to_stderr, out_option, set_option, wait_option
 from mtpkdot.config import SYNTH_DEFAULTS, SynthConfig
 
 synth_app = typer.Typer(
@@ -166,6 +166,7 @@ def prepare_cmd(
         help="check a finished store's arrays against their recorded checksums too, not only their "
         "sizes (reads the whole store); a damaged array is rebuilt",
     ),
+    wait: bool = wait_option("the store"),
 ) -> None:
     """Decode every sample once into a store of fixed-shape arrays (resumable; re-running does no work).
 
@@ -179,7 +180,7 @@ def prepare_cmd(
     cfg = load_config(config, set_)
     # the store `mtpkdot run` with the same --out (or none) will open: one rule, mtpkdot.layout
     where = store_dir(cfg.data.store, out or default_run_dir(cfg.name))
-    store = prepare(cfg, store_dir=where, workers=workers, strict=strict, verify=verify)
+    store = prepare(cfg, store_dir=where, workers=workers, strict=strict, verify=verify, wait=wait)
     typer.echo(repr(store))
 
 

@@ -4,6 +4,7 @@ which runs a grid of experiments and writes their sweep report."""
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,13 @@ def report_cmd(
 
         path = write_sweep_report(run_dir)
     else:
+        from mtpkdot.pipeline.experiment import shared_files
         from mtpkdot.report import write_report
 
-        path = write_report(run_dir)
+        # a folder that is no run (refused below) gets no lock file either
+        is_run = RunLayout(run_dir).config.is_file()
+        with shared_files(run_dir) if is_run else nullcontext():
+            path = write_report(run_dir)
     typer.echo(f"wrote {path} and {path.with_suffix('.html')}")
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from mtpkdot.cli.common import comma_list, device_option, log_to_stderr, out_option, set_option
+from mtpkdot.cli.common import comma_list, device_option, log_to_stderr, out_option, set_option, wait_option
 from mtpkdot.layout import RunLayout, default_run_dir
 
 
@@ -33,12 +33,15 @@ def run_cmd(
         help="write the report at the end; --no-report when several processes share one run directory "
         "(then `mtpkdot report RUN_DIR` once they are done)",
     ),
+    wait: bool = wait_option("one of these seeds and folds"),
 ) -> None:
     """Train and evaluate every stage (backbones, teacher, T-Net, adapters, one student per method)
     for each seed and fold; write summary.csv and the report; print the mean +- std table.
 
     Re-running on the same --out resumes: finished stages are skipped, an interrupted stage
-    continues from its last checkpoint. Under `torchrun --nproc_per_node=N -m mtpkdot run ...`
+    continues from its last checkpoint. Several processes may share one --out when they run different
+    --folds or --seeds; one asked for a seed and fold another process is running stops, or waits
+    for it with --wait. Under `torchrun --nproc_per_node=N -m mtpkdot run ...`
     training is data-parallel over N processes; only rank 0 writes files.
     """
     from mtpkdot import plugins
@@ -50,7 +53,7 @@ def run_cmd(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
     run_dir = out or default_run_dir(cfg.name)
-    run_and_report(cfg, run_dir, folds, methods, seeds, device, amp, report)
+    run_and_report(cfg, run_dir, folds, methods, seeds, device, amp, report, wait)
 
 
 def demo_cmd(
@@ -77,12 +80,13 @@ def evaluate_cmd(
 ) -> None:
     """Rebuild summary.csv from the finished stages of a run and print the mean +- std table."""
     from mtpkdot.atomic import atomic_write_csv
-    from mtpkdot.pipeline.experiment import collect_summary
+    from mtpkdot.pipeline.experiment import collect_summary, shared_files
     from mtpkdot.report.tables import format_table
 
     RunLayout(run_dir).check_is_run()
-    summary = collect_summary(run_dir)
-    atomic_write_csv(summary, RunLayout(run_dir).summary)
+    with shared_files(run_dir):
+        summary = collect_summary(run_dir)
+        atomic_write_csv(summary, RunLayout(run_dir).summary)
     typer.echo(format_table(summary))
 
 
@@ -138,13 +142,14 @@ def run_and_report(
     device: str | None,
     amp: bool | None,
     report: bool = True,
+    wait: bool = False,
 ) -> None:
     """Run the experiment of ``cfg`` in ``run_dir`` (the options as typed), then on rank 0 write the
     report (unless ``report`` is false) and print the table and where the results are."""
     log_to_stderr()
     from mtpkdot import plugins
     from mtpkdot.dist import rank
-    from mtpkdot.pipeline.experiment import run_experiment
+    from mtpkdot.pipeline.experiment import run_experiment, shared_files
     from mtpkdot.report import write_report
     from mtpkdot.report.tables import format_table
 
@@ -157,10 +162,14 @@ def run_and_report(
         seeds=comma_list(seeds, "--seeds", int),
         device=device,
         amp=amp,
+        wait=wait,
     )
     if rank() != 0:
         return
-    written = write_report(run_dir) if report else None
+    written = None
+    if report:
+        with shared_files(run_dir):
+            written = write_report(run_dir)
     typer.echo(format_table(summary))
     typer.echo(f"\nresults: {RunLayout(run_dir).summary}")
     if written is not None:

@@ -14,7 +14,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from mtpkdot.config import Config, config_from_dict, config_to_dict, dump_config
 from mtpkdot.engine.checkpoint import check_config, config_hash
 from mtpkdot.errors import DeviceError
 from mtpkdot.layout import DONE, RunLayout, row_order
+from mtpkdot.locks import FileLock, hold
 from mtpkdot.pipeline.context import LOCATION_KEYS, Dist, FoldContext, plain
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 META_KEYS = {"stage", "seed", "fold", "n_test", "best_epoch", "source"}
 # settings that choose WHAT to run or WHERE, not what a result is: they may change between resumes
 SELECTION_KEYS = ("name", "seeds", "device", "amp", "num_threads", "tensorboard")
+# what a run refused on a cell another process trains can do instead
+CELL_ADVICE = "wait for it with --wait, or run other --folds or --seeds"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,26 +97,60 @@ def check_run_dir(cfg: Config, run_dir: Path, write: bool) -> None:
         atomic_write_text(RunLayout(run_dir).config_hash, config_hash(comparable(cfg)) + "\n")
 
 
+def shared_files(run_dir: Path, dist: Dist | None = None) -> Any:
+    """Hold the run directory's lock while writing the files every process of the run shares (config,
+    folds, store meta, summary, report); waited for, as it is held for seconds. Rank 0 alone writes
+    them under torchrun, so the other ranks take no lock."""
+    if dist is not None and not dist.is_main:
+        return nullcontext()
+    return hold(RunLayout(run_dir).lock, f"run directory {run_dir}", wait=True)
+
+
+@contextmanager
+def cell_locks(
+    run_dir: Path, cells: Sequence[tuple[int, int]], dist: Dist, wait: bool
+) -> Iterator[dict[tuple[int, int], FileLock]]:
+    """The lock of each (seed, fold) cell, released at the end; without ``wait`` all are taken now,
+    so that a run on a cell another process trains stops before any work (:class:`LockHeldError`
+    naming that process). Processes on disjoint cells share the run directory."""
+    locks = {}
+    if dist.is_main:  # the ranks of one torchrun job train the same cells: rank 0 holds them for all
+        layout = RunLayout(run_dir)
+        for seed, k in cells:
+            locks[seed, k] = FileLock(
+                layout.fold(seed, k).lock, f"seed {seed} fold {k} of {run_dir}", CELL_ADVICE
+            )
+    try:
+        if not wait:
+            for lock in locks.values():
+                lock.acquire()
+        yield locks
+    finally:
+        for lock in locks.values():
+            lock.release()
+
+
 def store_path(cfg: Config, run_dir: Path) -> Path:
     """``data.store`` when set, else ``<run dir>/store``: the same rule as ``mtpkdot prepare``."""
     return RunLayout(run_dir).store(cfg.data.store)
 
 
 def open_store(cfg: Config, run_dir: Path, dist: Dist) -> Any:
-    """Prepare (rank 0, resumable) and open the store of fixed-shape arrays."""
+    """Prepare (rank 0, resumable; waiting for another process preparing it) and open the store."""
     from mtpkdot.data.prepare import prepare
     from mtpkdot.data.store import Store
 
     path = store_path(cfg, run_dir)
     if dist.is_main:  # its messages (resumed, prepared, up to date) also without a terminal
-        prepare(cfg, path, progress=True)
+        # processes training disjoint cells of one run share its store: the later ones wait for it
+        prepare(cfg, path, progress=True, wait=True)
     dist.barrier()
     store = Store(path)
     if dist.is_main:
         # task and input shapes travel with the run, so `export` works after the store is deleted
-        atomic_write_text(
-            RunLayout(run_dir).store_meta, json.dumps(store.meta, indent=1, sort_keys=True) + "\n"
-        )
+        with shared_files(run_dir):
+            text = json.dumps(store.meta, indent=1, sort_keys=True) + "\n"
+            atomic_write_text(RunLayout(run_dir).store_meta, text)
     return store
 
 
@@ -174,8 +212,13 @@ def run_experiment(
     device: str | None = None,
     amp: bool | None = None,
     progress: bool | None = None,
+    wait: bool = False,
 ) -> pd.DataFrame:
-    """Run every stage for the chosen seeds, folds and methods; return (and write) the summary."""
+    """Run every stage for the chosen seeds, folds and methods; return (and write) the summary.
+
+    A (seed, fold) cell that another process trains stops the run before any training
+    (:class:`~mtpkdot.locks.LockHeldError`), or with ``wait`` is waited for (and then found done).
+    """
     from tqdm.auto import tqdm
 
     # the built-in methods register on import; the CLI and the API load plugins before calling this
@@ -201,7 +244,8 @@ def run_experiment(
         dev = torch.device("cuda", torch.cuda.current_device())
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    check_run_dir(cfg, run_dir, dist.is_main)
+    with shared_files(run_dir, dist):
+        check_run_dir(cfg, run_dir, dist.is_main)
     store = open_store(cfg, run_dir, dist)
     for m in methods:  # before any training: a method that cannot apply to this task fails now
         if store.task.kind not in METHODS.get(m).tasks:
@@ -213,7 +257,8 @@ def run_experiment(
                 f"(applicable: {', '.join(applicable_methods(store.task.kind))})"
             )
     if dist.is_main:  # the other ranks read the saved folds once rank 0 has written them
-        fold_dfs = {s: load_folds(cfg, store, run_dir, True, s) for s in seeds}
+        with shared_files(run_dir):
+            fold_dfs = {s: load_folds(cfg, store, run_dir, True, s) for s in seeds}
     dist.barrier()
     if not dist.is_main:
         fold_dfs = {s: load_folds(cfg, store, run_dir, False, s) for s in seeds}
@@ -226,9 +271,13 @@ def run_experiment(
     used = [m for m in cfg.data.modalities if m in set(cfg.data.prevalent) | set(cfg.data.privileged)]
     per_fold = stage_names(used, methods, cfg.features.crossfit)
     show = (progress_enabled() if progress is None else progress) and dist.is_main
-    bar = tqdm(total=len(seeds) * len(chosen) * len(per_fold), desc="run", unit="stage", disable=not show)
-    for seed in seeds:
-        for k in chosen:
+    cells = [(seed, k) for seed in seeds for k in chosen]
+    bar = tqdm(total=len(cells) * len(per_fold), desc="run", unit="stage", disable=not show)
+    with cell_locks(run_dir, cells, dist, wait) as locks:
+        for seed, k in cells:
+            lock = locks.get((seed, k))
+            if lock is not None:
+                lock.acquire(wait=True)  # held already unless waiting
             split = fold_split(cfg, store, fold_dfs[seed], k, seed)
             ctx = FoldContext(cfg, store, split, run_dir, seed, k, dev, use_amp, dist, graph_section=section)
             write_split(ctx)
@@ -242,9 +291,14 @@ def run_experiment(
 
             run_fold(ctx, methods, advance)
             lines.fold_done()
+            if lock is not None:
+                lock.release()  # a process waiting for this cell may go on
     bar.close()
-    summary = collect_summary(run_dir)
-    if dist.is_main:
+    if not dist.is_main:
+        return collect_summary(run_dir)
+    # collected and written under the lock: the last process to finish writes every finished cell
+    with shared_files(run_dir):
+        summary = collect_summary(run_dir)
         atomic_write_csv(summary, RunLayout(run_dir).summary)
     return summary
 

@@ -14,8 +14,9 @@ from mtpkdot.data.prepare.job import Job, run_job
 from mtpkdot.data.prepare.options import PrepareOptions
 from mtpkdot.data.prepare.workers import decoder_setting, describe
 from mtpkdot.data.store import Store, StoreDamagedError, array_record
-from mtpkdot.layout import default_run_dir
+from mtpkdot.layout import default_run_dir, store_lock
 from mtpkdot.layout import store_dir as store_dir_of
+from mtpkdot.locks import hold
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,6 +52,7 @@ def prepare(
     progress: bool = True,
     options: PrepareOptions | None = None,
     verify: bool = False,
+    wait: bool = False,
 ) -> Store:
     """Decode every sample of ``cfg.data`` once into ``store_dir`` (default ``data.store`` or
     ``runs/<name>/store``) and return the :class:`Store`.
@@ -64,10 +66,27 @@ def prepare(
     A finished store is "up to date" only if its arrays have the sizes recorded when they were written
     (and, with ``verify``, the checksums: this reads the whole store); a damaged array is rebuilt
     from the data, or named in a :class:`StoreDamagedError` when the data is not there.
+    The store's lock is held throughout (two processes writing its memory-mapped work arrays would
+    truncate them under each other): when another process holds it, :class:`LockHeldError` names
+    that process, or with ``wait`` this one waits for it.
     """
     options = options or PrepareOptions()
     data_cfg = cfg.data if hasattr(cfg, "data") else cfg
     store_dir = Path(store_dir) if store_dir is not None else default_store_dir(cfg)
+    # the data are read (a synthetic dataset generated) under the lock too: the store's users share them
+    with hold(store_lock(store_dir), f"store {store_dir}", wait, "wait for it with --wait"):
+        return _prepare(data_cfg, store_dir, workers, strict, progress, options, verify)
+
+
+def _prepare(
+    data_cfg: Any,
+    store_dir: Path,
+    workers: int | None,
+    strict: bool,
+    progress: bool,
+    options: PrepareOptions,
+    verify: bool,
+) -> Store:
     manifest = read_manifest(data_cfg)
     key = prepare_key(data_cfg, manifest)
     done = store_dir / "done"
