@@ -37,10 +37,10 @@ def _paused(fn, at: str):
 
 
 def _logged(fn):
-    def train_and_test(ctx, stage, build):
+    def train_and_test(ctx, stage, build, *rest, **kwargs):
         with open(os.environ["TRAINED_LOG"], "a") as fh:
             fh.write(f"{ctx.seed} {ctx.fold} {stage}\n")
-        return fn(ctx, stage, build)
+        return fn(ctx, stage, build, *rest, **kwargs)
 
     return train_and_test
 
