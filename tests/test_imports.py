@@ -38,3 +38,15 @@ def test_the_check_sees_a_private_import(tmp_path):
     (tmp_path / "pipeline").mkdir()
     (tmp_path / "pipeline" / "bundle.py").write_text("from mtpkdot.data.prepare import _video\n")
     assert private_imports(tmp_path) == ["pipeline/bundle.py: from mtpkdot.data.prepare import _video"]
+
+
+def test_no_module_imports_click():
+    """click is no dependency (recent typer carries its own copy): a wheel installed alone lacks it."""
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "mtpkdot"
+    found = [
+        str(p) for p in src.rglob("*.py") if re.search(r"^\s*(import|from) click\b", p.read_text(), re.M)
+    ]
+    assert not found, found

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import click
 import typer
 
 from mtpkdot.errors import STORAGE_ERRNOS, USER_ERROR_EXIT, UserError, describe_os_error, os_error_in
@@ -46,6 +45,15 @@ def wait_option(what: str) -> Any:
     )
 
 
+# Usage errors and exits of the CLI framework, taken from typer itself: recent typer versions carry their
+# own copy of click (no click package need be installed), older ones use click's classes.
+_CLI_EXITS = (
+    typer.Exit,
+    typer.Abort,
+    *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
+)
+
+
 @contextmanager
 def user_errors(code: int = USER_ERROR_EXIT) -> Iterator[None]:
     """Show an expected failure as one ``error: ...`` line and exit with ``code``; ``MTPKDOT_DEBUG=1``
@@ -58,8 +66,8 @@ def user_errors(code: int = USER_ERROR_EXIT) -> Iterator[None]:
     keeps its traceback."""
     try:
         yield
-    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-        raise  # usage errors and exits: click prints them already
+    except _CLI_EXITS:
+        raise  # usage errors and exits: the CLI framework prints them already
     except Exception as exc:
         message = _user_message(exc)
         if message is None or os.environ.get("MTPKDOT_DEBUG"):

@@ -4,7 +4,6 @@ to :data:`config_app`."""
 
 from __future__ import annotations
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -13,7 +12,7 @@ class _ConfigGroup(TyperGroup):
     """A group whose first argument is either a subcommand or a shipped config's name: a name that is
     no subcommand is passed to the hidden ``show`` subcommand, so ``mtpkdot config biovid_b`` prints it."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             args = ["show", *args]
         return super().parse_args(ctx, args)
