@@ -18,6 +18,10 @@ CONFIGS = ROOT / "configs"
 DEMO_CONFIG = ROOT / "src" / "mtpkdot" / "resources" / "demo.yaml"
 
 
+# the config sections of the demo's trained stages (each has epochs and patience)
+TRAINED_SECTIONS = ("backbones.video", "backbones.eda", "teacher", "adapters", "tnet", "student")
+
+
 def tiny_overrides(data_root, store) -> list[str]:
     """The demo config shrunk to seconds: 6 subjects, 16 x 16 clips of 4 frames, 2 epochs, 2 folds."""
     sets = [
@@ -43,14 +47,7 @@ def tiny_overrides(data_root, store) -> list[str]:
         "teacher.batch_size=8",
         "num_threads=1",
     ]
-    for sec in (
-        "backbones.video",
-        "backbones.eda",
-        "teacher",
-        "adapters",
-        "tnet",
-        "student",
-    ):
+    for sec in TRAINED_SECTIONS:
         sets += [f"{sec}.epochs=2", f"{sec}.patience=null"]
     return sets
 

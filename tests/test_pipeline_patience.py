@@ -8,20 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import invoke, set_args, tiny_overrides
+from helpers import TRAINED_SECTIONS, invoke, set_args, tiny_overrides
 from mtpkdot.config import TrainConfig
 from mtpkdot.engine import StageInterrupted, load_checkpoint, lr_factor
 from mtpkdot.engine.loop import INTERRUPT_ENV
 
 EPOCHS, PATIENCE = 6, 2
-SECTIONS = (
-    "backbones.video",
-    "backbones.eda",
-    "teacher",
-    "adapters",
-    "tnet",
-    "student",
-)
+SECTIONS = TRAINED_SECTIONS
 STUDENT = {"lr": 1e-3, "epochs": EPOCHS, "schedule": "cosine", "warmup_epochs": 1}
 
 
